@@ -1,0 +1,117 @@
+"""Distributed helpers: rank/world queries and gathers that losses and callbacks share.
+
+Semantics of :func:`all_gather_with_grad`: every rank receives the concatenation of all ranks'
+tensors (first dimension, sizes may differ); in backward, the gradient that *every* rank's loss
+sends to a shard is summed onto the rank that owns it (an all-reduce of the gathered gradient).
+Under DDP, which averages parameter gradients over ranks, a loss computed on the gathered
+batch therefore gets exactly the gradient of the single-process loss on the concatenated
+batch (tested with 2 gloo ranks in ``tests/distributed``).
+
+Everything degrades to the identity when ``torch.distributed`` is not initialised.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+__all__ = [
+    "all_gather_no_grad",
+    "all_gather_with_grad",
+    "all_reduce_sum",
+    "get_rank",
+    "get_world_size",
+    "is_distributed",
+]
+
+
+def is_distributed() -> bool:
+    """True when ``torch.distributed`` is available, initialised and has more than one rank."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def get_rank(group=None) -> int:
+    """This process's rank in ``group`` (0 when not distributed)."""
+    return dist.get_rank(group) if dist.is_available() and dist.is_initialized() else 0
+
+
+def get_world_size(group=None) -> int:
+    """Number of ranks in ``group`` (1 when not distributed)."""
+    return dist.get_world_size(group) if dist.is_available() and dist.is_initialized() else 1
+
+
+def _gather_sizes(tensor: Tensor, group) -> list[int]:
+    world = get_world_size(group)
+    local = torch.tensor([tensor.shape[0]], device=tensor.device, dtype=torch.long)
+    sizes = [torch.zeros_like(local) for _ in range(world)]
+    dist.all_gather(sizes, local, group=group)
+    return [int(s.item()) for s in sizes]
+
+
+def _gather_padded(tensor: Tensor, sizes: list[int], group) -> Tensor:
+    # all_gather needs equal shapes: pad every shard to the largest first dimension.
+    max_size = max(sizes)
+    padded = tensor
+    if tensor.shape[0] < max_size:
+        pad = tensor.new_zeros((max_size - tensor.shape[0], *tensor.shape[1:]))
+        padded = torch.cat([tensor, pad])
+    buffers = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(buffers, padded.contiguous(), group=group)
+    return torch.cat([b[:n] for b, n in zip(buffers, sizes)])
+
+
+class _AllGatherWithGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, tensor: Tensor, group) -> Tensor:
+        sizes = _gather_sizes(tensor, group)
+        rank = get_rank(group)
+        ctx.group = group
+        ctx.offset = sum(sizes[:rank])
+        ctx.size = sizes[rank]
+        return _gather_padded(tensor, sizes, group)
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):
+        grad = grad_output.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM, group=ctx.group)
+        return grad[ctx.offset : ctx.offset + ctx.size], None
+
+
+def all_gather_with_grad(tensor: Tensor, group=None) -> Tensor:
+    """Concatenate ``tensor`` from every rank along dim 0, with gradients flowing back.
+
+    Shards may have different first dimensions. The result is ordered by rank. Identity when
+    not distributed.
+
+    Args:
+        tensor: the local shard ``[n_local, *]``.
+        group: process group (default: the world).
+
+    Returns:
+        ``[n_total, *]``, the concatenation over ranks.
+
+    Example:
+        >>> import torch
+        >>> from lightning_losses.distributed import all_gather_with_grad
+        >>> all_gather_with_grad(torch.ones(2, 3)).shape  # not distributed: identity
+        torch.Size([2, 3])
+    """
+    if not is_distributed() and group is None:
+        return tensor
+    return _AllGatherWithGrad.apply(tensor, group)
+
+
+@torch.no_grad()
+def all_gather_no_grad(tensor: Tensor, group=None) -> Tensor:
+    """Detached concatenation of ``tensor`` over ranks (dim 0, uneven sizes allowed)."""
+    if not is_distributed() and group is None:
+        return tensor.detach()
+    return _gather_padded(tensor.detach(), _gather_sizes(tensor, group), group)
+
+
+def all_reduce_sum(tensor: Tensor, group=None) -> Tensor:
+    """In-place SUM all-reduce (no-op when not distributed); returns ``tensor``."""
+    if is_distributed() or group is not None:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=group)
+    return tensor

@@ -1,0 +1,17 @@
+"""LightningModule mixins that supply catalog losses to any model."""
+
+from lightning_losses.mixins.loss import (
+    AUX_GRADIENT_HANDLER_ATTR,
+    SAMPLE_WEIGHTER_ATTR,
+    LossMixin,
+    LossOutput,
+    build_criterion,
+)
+
+__all__ = [
+    "AUX_GRADIENT_HANDLER_ATTR",
+    "SAMPLE_WEIGHTER_ATTR",
+    "LossMixin",
+    "LossOutput",
+    "build_criterion",
+]
