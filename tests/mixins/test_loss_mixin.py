@@ -1,0 +1,236 @@
+"""LossMixin: criterion building, per-sample reduction through the sample-weighting protocol."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_losses.callbacks.base import BehaviourCallback
+from lightning_losses.losses import FocalLoss, PolyLoss
+from lightning_losses.mixins import LossMixin, build_criterion
+from lightning_losses.functional import cross_entropy, poly_loss
+
+
+class Model(LossMixin, LightningModule):
+    def __init__(self, criterion="cross_entropy", with_aux=False):
+        super().__init__()
+        self.net = nn.Linear(4, 3)
+        self.with_aux = with_aux
+        self.configure_criterion(criterion)
+        self.seen_weights = []
+
+    def forward(self, x):
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        aux = {"logit_l2": 1e-3 * logits.square().mean()} if self.with_aux else None
+        out = self.compute_loss(logits, y, aux=aux)
+        self.seen_weights.append(out.weights)
+        return out.to_dict()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class FirstSampleWeighter(BehaviourCallback):
+    """Test double: weight 3 on the first sample, 1 elsewhere, normalised to sum 1."""
+
+    role = "sample_weighter"
+    requires_loss_mixin = True
+
+    def sample_weights(self, per_sample):
+        w = torch.ones_like(per_sample)
+        w[0] = 3.0
+        return w / w.sum()
+
+
+class RecordingAuxHandler(BehaviourCallback):
+    role = "aux_gradient_handler"
+
+    def __init__(self):
+        self.received = []
+
+    def consume_aux(self, aux_total):
+        self.received.append(aux_total)
+
+
+def _data(n=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 4, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+def test_build_criterion_from_name_dict_class_path_and_module():
+    assert build_criterion("poly").reduction == "none"
+    c = build_criterion({"name": "poly", "epsilon": 2.0})
+    assert isinstance(c, PolyLoss) and c.epsilon == 2.0 and c.reduction == "none"
+    c = build_criterion(
+        {"class_path": "lightning_losses.losses.FocalLoss", "init_args": {"gamma": 1.0}}
+    )
+    assert isinstance(c, FocalLoss) and c.gamma == 1.0 and c.reduction == "none"
+    mine = PolyLoss(epsilon=0.5)
+    built = build_criterion(mine)
+    assert built is not mine and mine.reduction == "mean" and built.reduction == "none"
+    already = PolyLoss(reduction="none")
+    assert build_criterion(already) is already
+    torch_ce = build_criterion(nn.CrossEntropyLoss())
+    assert torch_ce.reduction == "none"
+
+
+@pytest.mark.parametrize(
+    "bad, exc, match",
+    [
+        ({"epsilon": 1.0}, ValueError, "name"),
+        (nn.Linear(2, 2), TypeError, "reduction"),
+        (3.0, TypeError, "criterion"),
+        ("polly", KeyError, "poly"),
+    ],
+)
+def test_build_criterion_errors(bad, exc, match):
+    with pytest.raises(exc, match=match):
+        build_criterion(bad)
+
+
+def test_unweighted_loss_equals_the_criterion_mean():
+    x, y = _data()
+    model = Model({"name": "poly", "epsilon": 1.0})
+    out = model.compute_loss(model(x), y)
+    torch.testing.assert_close(out.loss, poly_loss(model(x), y, epsilon=1.0))
+    torch.testing.assert_close(out.per_sample, poly_loss(model(x), y, reduction="none"))
+    assert out.per_sample.requires_grad
+
+
+def test_weighted_reduction_and_gradients_match_hand_computation():
+    x, y = _data()
+    model = Model()
+    weighter = FirstSampleWeighter()
+    model.__dict__["sample_weighter"] = weighter
+    out = model.compute_loss(model(x), y)
+    out.loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    # Hand computation in float64 from the functional CE.
+    ref = Model().double()
+    ref.load_state_dict(model.state_dict())
+    per = cross_entropy(ref(x.double()), y, reduction="none")
+    w = torch.ones(len(y), dtype=torch.float64)
+    w[0] = 3.0
+    w = w / w.sum()
+    expected = (w * per).sum()
+    expected.backward()
+    torch.testing.assert_close(out.loss.double(), expected, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(out.weights.double(), w)
+    for n, p in ref.named_parameters():
+        torch.testing.assert_close(grads[n].double(), p.grad, rtol=1e-5, atol=1e-6)
+    # The weights never carry gradient: the loss gradient is Σ w_i ∇l_i, nothing through w.
+    assert not out.weights.requires_grad
+
+
+def test_weighter_is_ignored_in_eval_mode():
+    x, y = _data()
+    model = Model().eval()
+    model.__dict__["sample_weighter"] = FirstSampleWeighter()
+    out = model.compute_loss(model(x), y)
+    torch.testing.assert_close(out.loss, out.per_sample.mean())
+
+
+def test_weighter_returning_wrong_shape_is_reported():
+    class Bad(FirstSampleWeighter):
+        def sample_weights(self, per_sample):
+            return torch.ones(per_sample.shape[0] + 1)
+
+    x, y = _data()
+    model = Model()
+    model.__dict__["sample_weighter"] = Bad()
+    with pytest.raises(ValueError, match="sample_weights must return"):
+        model.compute_loss(model(x), y)
+
+
+def test_dense_losses_reduce_per_sample_over_valid_elements():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 5, 7, generator=g)
+    target = torch.randint(0, 5, (3, 7), generator=g)
+    target[0, :3] = -100
+    target[2, :] = -100  # a sample with no valid element contributes 0, not NaN
+    model = Model()
+    out = model.compute_loss(logits, target)
+    elem = cross_entropy(logits, target, reduction="none")
+    valid = target != -100
+    expected = torch.stack(
+        [elem[i][valid[i]].mean() if valid[i].any() else torch.tensor(0.0) for i in range(3)]
+    )
+    torch.testing.assert_close(out.per_sample, expected)
+    model.loss_granularity = "element"
+    out = model.compute_loss(logits, target)
+    torch.testing.assert_close(out.per_sample, elem[valid])
+    torch.testing.assert_close(out.loss, cross_entropy(logits, target))
+
+
+def test_aux_is_added_or_handed_to_the_aux_handler():
+    x, y = _data()
+    model = Model()
+    aux = {"reg": torch.tensor(0.25, requires_grad=True)}
+    out = model.compute_loss(model(x), y, aux=aux)
+    torch.testing.assert_close(out.loss, out.per_sample.mean() + 0.25)
+    handler = RecordingAuxHandler()
+    model.__dict__["aux_gradient_handler"] = handler
+    out = model.compute_loss(model(x), y, aux=aux)
+    torch.testing.assert_close(out.loss, out.per_sample.mean())
+    assert len(handler.received) == 1 and handler.received[0].requires_grad
+    with pytest.raises(ValueError, match="aux"):
+        model.compute_loss(model(x), y, aux={"v": torch.ones(2)})
+
+
+def _trainer(callbacks, tmp_path, steps=3):
+    return Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+        default_root_dir=tmp_path,
+    )
+
+
+def test_callback_attaches_in_setup_drives_training_and_detaches(tmp_path):
+    x, y = _data(16)
+    model = Model(with_aux=True)
+    weighter = FirstSampleWeighter()
+    trainer = _trainer([weighter], tmp_path)
+    trainer.fit(model, DataLoader(TensorDataset(x, y), batch_size=4))
+    assert len(model.seen_weights) == 3
+    for w in model.seen_weights:
+        torch.testing.assert_close(w, torch.tensor([0.5, 1 / 6, 1 / 6, 1 / 6]))
+    assert "sample_weighter" not in model.__dict__  # detached at teardown
+    assert {"train/loss_step", "train/logit_l2_step"} <= set(trainer.callback_metrics)
+
+
+def test_setup_fails_clearly_for_modules_without_loss_mixin(tmp_path):
+    class Plain(LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Linear(4, 3)
+
+        def training_step(self, batch, batch_idx):
+            return self.net(batch[0]).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    x, y = _data()
+    with pytest.raises(TypeError, match="LossMixin"):
+        _trainer([FirstSampleWeighter()], tmp_path).fit(Plain(), DataLoader(TensorDataset(x, y)))
+
+
+def test_two_callbacks_cannot_share_a_role(tmp_path):
+    x, y = _data()
+    with pytest.raises(ValueError, match="one callback per role"):
+        _trainer([FirstSampleWeighter(), FirstSampleWeighter()], tmp_path).fit(
+            Model(), DataLoader(TensorDataset(x, y))
+        )
