@@ -14,8 +14,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-_DROP = ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "GROUP_RANK", "LOCAL_WORLD_SIZE",
-         "MASTER_ADDR", "MASTER_PORT", "PL_GLOBAL_SEED", "PL_TRAINER_GPUS", "CUDA_VISIBLE_DEVICES")
+_DROP = (
+    "LOCAL_RANK",
+    "RANK",
+    "WORLD_SIZE",
+    "NODE_RANK",
+    "GROUP_RANK",
+    "LOCAL_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "PL_GLOBAL_SEED",
+    "PL_TRAINER_GPUS",
+    "CUDA_VISIBLE_DEVICES",
+)
 
 
 def free_port() -> int:
@@ -26,8 +37,14 @@ def free_port() -> int:
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _DROP and not k.startswith("PYTEST_")}
-    env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), CUDA_VISIBLE_DEVICES="",
-               OMP_NUM_THREADS="1", PYTHONHASHSEED="0", **extra)
+    env.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(free_port()),
+        CUDA_VISIBLE_DEVICES="",
+        OMP_NUM_THREADS="1",
+        PYTHONHASHSEED="0",
+        **extra,
+    )
     repo = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = repo + os.pathsep + env.get("PYTHONPATH", "")
     return env
@@ -35,8 +52,14 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def run_python(args: list[str], *, cwd: str | Path | None = None, timeout: int = 300, **env: str):
     """Run ``python *args`` in a clean env; fail the test with stdout/stderr on a non-zero exit."""
-    proc = subprocess.run([sys.executable, *args], cwd=cwd, env=clean_env(**env),
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if proc.returncode != 0:
         raise AssertionError(
             f"subprocess {' '.join(args)} failed ({proc.returncode})\n"

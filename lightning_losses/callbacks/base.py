@@ -115,5 +115,3 @@ def restore_generator(generator: torch.Generator, state: Tensor | None) -> None:
     """Inverse of :func:`generator_state`."""
     if state is not None:
         generator.set_state(state)
-
-

@@ -68,8 +68,12 @@ def load_digits_splits(
     def norm(t: Tensor) -> Tensor:
         return (t - mean) / std
 
-    y_noisy, mask = inject_label_noise(y_train, noise_rate, NUM_CLASSES, kind=noise_kind, generator=g)
-    return DigitsSplits(norm(x_train), y_noisy, y_train, mask, norm(x_val), y_val, norm(x_test), y_test)
+    y_noisy, mask = inject_label_noise(
+        y_train, noise_rate, NUM_CLASSES, kind=noise_kind, generator=g
+    )
+    return DigitsSplits(
+        norm(x_train), y_noisy, y_train, mask, norm(x_val), y_val, norm(x_test), y_test
+    )
 
 
 class NoisyDigitsDataModule(LightningDataModule):
@@ -86,7 +90,11 @@ class NoisyDigitsDataModule(LightningDataModule):
     num_features = 64
 
     def __init__(
-        self, noise_rate: float = 0.4, noise_kind: str = "symmetric", batch_size: int = 64, seed: int = 0
+        self,
+        noise_rate: float = 0.4,
+        noise_kind: str = "symmetric",
+        batch_size: int = 64,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -101,8 +109,12 @@ class NoisyDigitsDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         s = self.splits
         g = torch.Generator().manual_seed(self.hparams.seed)
-        return DataLoader(TensorDataset(s.x_train, s.y_train), batch_size=self.hparams.batch_size,
-                          shuffle=True, generator=g)
+        return DataLoader(
+            TensorDataset(s.x_train, s.y_train),
+            batch_size=self.hparams.batch_size,
+            shuffle=True,
+            generator=g,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(TensorDataset(self.splits.x_val, self.splits.y_val), batch_size=512)

@@ -117,7 +117,9 @@ def prepare_classification(
         )
     num_classes = input.shape[1]
     if num_classes < 1:
-        raise ValueError(f"{input_name} must have at least one class, got shape {tuple(input.shape)}")
+        raise ValueError(
+            f"{input_name} must have at least one class, got shape {tuple(input.shape)}"
+        )
     logits = upcast(input).movedim(1, -1).reshape(-1, num_classes)
     out_shape = torch.Size((input.shape[0], *input.shape[2:]))
 
@@ -142,7 +144,11 @@ def prepare_classification(
             f"{tuple(input.shape)}, got {tuple(target.shape)}"
         )
     flat = target.reshape(-1).long()
-    valid = flat != ignore_index if ignore_index is not None else torch.ones_like(flat, dtype=torch.bool)
+    valid = (
+        flat != ignore_index
+        if ignore_index is not None
+        else torch.ones_like(flat, dtype=torch.bool)
+    )
     if flat.numel() and valid.any():
         bad = valid & ((flat < 0) | (flat >= num_classes))
         if bad.any():

@@ -109,12 +109,18 @@ class ZLoss(Loss):
         tensor(0.0004)
     """
 
-    def __init__(self, coeff: float = 1e-4, ignore_index: int = -100, reduction: str = "mean") -> None:
+    def __init__(
+        self, coeff: float = 1e-4, ignore_index: int = -100, reduction: str = "mean"
+    ) -> None:
         super().__init__(reduction)
         self.coeff = check_number("coeff", coeff, low=0.0)
         self.ignore_index = ignore_index
 
     def forward(self, input: Tensor, target: Tensor | None = None) -> Tensor:
         return z_loss(
-            input, target, coeff=self.coeff, ignore_index=self.ignore_index, reduction=self.reduction
+            input,
+            target,
+            coeff=self.coeff,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
         )

@@ -128,11 +128,7 @@ def _element_mask(criterion: nn.Module, elements: Tensor, args: tuple[Any, ...])
     if ignore_index is None:
         return None
     for arg in args:
-        if (
-            isinstance(arg, Tensor)
-            and not arg.is_floating_point()
-            and arg.shape == elements.shape
-        ):
+        if isinstance(arg, Tensor) and not arg.is_floating_point() and arg.shape == elements.shape:
             return arg != ignore_index
     return None
 
@@ -262,9 +258,22 @@ class LossMixin:
         if log and getattr(self, "_trainer", None) is not None:
             on_step = stage == "train"
             batch_size = int(per_sample.shape[0])
-            self.log(f"{stage}/loss", loss.detach(), on_step=on_step, on_epoch=True,
-                     prog_bar=True, batch_size=batch_size, sync_dist=not on_step)
+            self.log(
+                f"{stage}/loss",
+                loss.detach(),
+                on_step=on_step,
+                on_epoch=True,
+                prog_bar=True,
+                batch_size=batch_size,
+                sync_dist=not on_step,
+            )
             for name, value in aux.items():
-                self.log(f"{stage}/{name}", value.detach(), on_step=on_step, on_epoch=True,
-                         batch_size=batch_size, sync_dist=not on_step)
+                self.log(
+                    f"{stage}/{name}",
+                    value.detach(),
+                    on_step=on_step,
+                    on_epoch=True,
+                    batch_size=batch_size,
+                    sync_dist=not on_step,
+                )
         return LossOutput(loss=loss, per_sample=per_sample, aux=aux, weights=weights)

@@ -105,10 +105,14 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     (args.out / "demo_results.json").write_text(json.dumps(results, indent=2))
     elapsed = time.perf_counter() - start
 
-    print(f"\nDigits, {args.noise:.0%} symmetric noise on training labels, {args.epochs} epochs, MLP")
+    print(
+        f"\nDigits, {args.noise:.0%} symmetric noise on training labels, {args.epochs} epochs, MLP"
+    )
     print(f"{'criterion':<18}{'clean test acc':>16}{'ECE':>8}{'best val acc':>14}")
     for name, res in results.items():
-        print(f"{name:<18}{res['test_acc']:>16.3f}{res['test_ece']:>8.3f}{max(res['val_acc']):>14.3f}")
+        print(
+            f"{name:<18}{res['test_acc']:>16.3f}{res['test_ece']:>8.3f}{max(res['val_acc']):>14.3f}"
+        )
     print(f"\ncurves: {args.out / 'demo_curves.png'}  ({elapsed:.0f} s)")
     return results
 

@@ -37,7 +37,7 @@ def build_backbone(name: str, num_features: int, num_classes: int, hidden: int) 
     if name.startswith("timm:"):
         import timm  # heavy import, only when a timm backbone is asked for
 
-        side = int(round(num_features**0.5))
+        side = round(num_features**0.5)
         if side * side != num_features:
             raise ValueError(f"timm backbones need square images; num_features={num_features}")
         model = timm.create_model(name[5:], pretrained=False, num_classes=num_classes, in_chans=1)
@@ -79,7 +79,9 @@ class ImageClassifier(LossMixin, LightningModule):
         ece_bins: int = 15,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["criterion"] if isinstance(criterion, nn.Module) else None)
+        self.save_hyperparameters(
+            ignore=["criterion"] if isinstance(criterion, nn.Module) else None
+        )
         self.net = build_backbone(backbone, num_features, num_classes, hidden)
         self.configure_criterion(criterion)
         self.metrics = nn.ModuleDict(

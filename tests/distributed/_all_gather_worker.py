@@ -13,7 +13,12 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from lightning_losses.distributed import all_gather_no_grad, all_gather_with_grad, get_rank, get_world_size
+from lightning_losses.distributed import (
+    all_gather_no_grad,
+    all_gather_with_grad,
+    get_rank,
+    get_world_size,
+)
 
 SIZES = (3, 5)
 

@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_losses.distributed import all_gather_no_grad, all_gather_with_grad, get_rank, get_world_size
+from lightning_losses.distributed import (
+    all_gather_no_grad,
+    all_gather_with_grad,
+    get_rank,
+    get_world_size,
+)
 from tests._dist import run_python
 from tests.distributed import _all_gather_worker as worker
 

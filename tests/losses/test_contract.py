@@ -22,7 +22,9 @@ NAMES = list_losses()
 SPECS = [get_loss_spec(n) for n in NAMES]
 
 
-def make_example(spec: LossSpec, n: int = 6, size: int = 5, seed: int = 0, dtype=torch.float32) -> LossExample:
+def make_example(
+    spec: LossSpec, n: int = 6, size: int = 5, seed: int = 0, dtype=torch.float32
+) -> LossExample:
     g = torch.Generator().manual_seed(seed)
     ex = spec.example(n, max(size, spec.min_size), g)
     ex.inputs = tuple(x.to(dtype) for x in ex.inputs)
@@ -50,7 +52,9 @@ def test_reductions_are_consistent(spec):
     assert torch.isfinite(none).all()
 
 
-@pytest.mark.parametrize("spec", [s for s in SPECS if s.ignore_index], ids=[s.name for s in SPECS if s.ignore_index])
+@pytest.mark.parametrize(
+    "spec", [s for s in SPECS if s.ignore_index], ids=[s.name for s in SPECS if s.ignore_index]
+)
 def test_ignore_index_excluded_from_value_mean_and_gradient(spec):
     ex = make_example(spec, n=6)
     target = ex.targets[ex.class_target].clone()
@@ -75,7 +79,9 @@ def test_ignore_index_excluded_from_value_mean_and_gradient(spec):
 
 
 @pytest.mark.parametrize("reduction", ["none", "mean"])
-@pytest.mark.parametrize("spec", [s for s in SPECS if s.gradcheck], ids=[s.name for s in SPECS if s.gradcheck])
+@pytest.mark.parametrize(
+    "spec", [s for s in SPECS if s.gradcheck], ids=[s.name for s in SPECS if s.gradcheck]
+)
 def test_gradcheck_float64(spec, reduction):
     ex = make_example(spec, n=3, size=4, dtype=torch.float64)
     inputs = tuple(x.clone().requires_grad_(True) for x in ex.inputs)
@@ -167,7 +173,9 @@ def test_bad_hyperparameters_raise_at_construction(spec):
 def test_documented_registered_and_buildable_by_class_path(spec):
     doc = inspect.getdoc(spec.cls) or ""
     assert "Example" in doc and "Args" in doc, f"{spec.cls.__name__} docstring lacks Args/Example"
-    sources = doc + (inspect.getdoc(spec.functional) or "") + (inspect.getmodule(spec.cls).__doc__ or "")
+    sources = (
+        doc + (inspect.getdoc(spec.functional) or "") + (inspect.getmodule(spec.cls).__doc__ or "")
+    )
     assert "arXiv" in sources, f"{spec.name}: no paper (arXiv id) cited"
     assert type(get_loss(spec.name)) is spec.cls
     path = f"{spec.cls.__module__}.{spec.cls.__name__}"

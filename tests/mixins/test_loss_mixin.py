@@ -9,9 +9,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_losses.callbacks.base import BehaviourCallback
+from lightning_losses.functional import cross_entropy, poly_loss
 from lightning_losses.losses import FocalLoss, PolyLoss
 from lightning_losses.mixins import LossMixin, build_criterion
-from lightning_losses.functional import cross_entropy, poly_loss
 
 
 class Model(LossMixin, LightningModule):

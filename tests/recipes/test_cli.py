@@ -17,12 +17,18 @@ def test_fit_two_steps_from_yaml(tmp_path):
     cli = build_cli(
         [
             "fit",
-            "--config", str(ROOT / "recipes/vision/digits_noisy.yaml"),
-            "--trainer.max_steps", "2",
-            "--trainer.limit_val_batches", "1",
-            "--trainer.enable_progress_bar", "false",
-            "--trainer.logger.init_args.save_dir", str(tmp_path),
-            "--trainer.default_root_dir", str(tmp_path),
+            "--config",
+            str(ROOT / "recipes/vision/digits_noisy.yaml"),
+            "--trainer.max_steps",
+            "2",
+            "--trainer.limit_val_batches",
+            "1",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.logger.init_args.save_dir",
+            str(tmp_path),
+            "--trainer.default_root_dir",
+            str(tmp_path),
         ]
     )
     assert cli.trainer.global_step == 2
@@ -34,8 +40,10 @@ def test_fit_two_steps_from_yaml(tmp_path):
 def test_criterion_override_from_command_line(tmp_path):
     cli = build_cli(
         [
-            "--config", str(ROOT / "recipes/vision/digits_noisy.yaml"),
-            "--model.criterion", '{"name": "poly", "epsilon": 2.0}',
+            "--config",
+            str(ROOT / "recipes/vision/digits_noisy.yaml"),
+            "--model.criterion",
+            '{"name": "poly", "epsilon": 2.0}',
         ],
         run=False,
     )
