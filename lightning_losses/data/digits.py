@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_losses.data.noise import inject_label_noise
+from lightning_losses.data.sampling import EpochShuffleSampler
 
 __all__ = ["DigitsSplits", "NoisyDigitsDataModule", "load_digits_splits"]
 
@@ -108,12 +109,10 @@ class NoisyDigitsDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         s = self.splits
-        g = torch.Generator().manual_seed(self.hparams.seed)
+        # Epoch-seeded order: a run resumed from a checkpoint sees the same batches.
+        sampler = EpochShuffleSampler(len(s.y_train), seed=self.hparams.seed)
         return DataLoader(
-            TensorDataset(s.x_train, s.y_train),
-            batch_size=self.hparams.batch_size,
-            shuffle=True,
-            generator=g,
+            TensorDataset(s.x_train, s.y_train), batch_size=self.hparams.batch_size, sampler=sampler
         )
 
     def val_dataloader(self) -> DataLoader:
