@@ -5,5 +5,14 @@ from lightning_losses.callbacks.base import (
     BehaviourCallback,
     SampleWeighter,
 )
+from lightning_losses.callbacks.pld import PLDResampling
+from lightning_losses.callbacks.reweighting import LossReweighting, loss_weights
 
-__all__ = ["AuxGradientHandler", "BehaviourCallback", "SampleWeighter"]
+__all__ = [
+    "AuxGradientHandler",
+    "BehaviourCallback",
+    "LossReweighting",
+    "PLDResampling",
+    "SampleWeighter",
+    "loss_weights",
+]

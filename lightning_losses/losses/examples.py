@@ -11,7 +11,7 @@ import torch
 
 from lightning_losses.registry import LossExample
 
-__all__ = ["classification_example", "multilabel_example"]
+__all__ = ["classification_example", "multilabel_example", "ranking_example"]
 
 
 def classification_example(n: int, c: int, generator: torch.Generator) -> LossExample:
@@ -26,3 +26,18 @@ def multilabel_example(n: int, c: int, generator: torch.Generator) -> LossExampl
     logits = torch.randn(n, c, generator=generator)
     target = torch.randint(0, 2, (n, c), generator=generator).float()
     return LossExample(inputs=(logits,), targets=(target,))
+
+
+def ranking_example(n: int, k: int, generator: torch.Generator) -> LossExample:
+    """Positive scores ``[n]`` and negative scores ``[n, k]`` (ranking / recommendation)."""
+    pos = torch.randn(n, generator=generator)
+    neg = torch.randn(n, k, generator=generator)
+    return LossExample(inputs=(pos, neg))
+
+
+def class_prior_example(n: int, c: int, generator: torch.Generator) -> LossExample:
+    """Logits ``[n, c]``, class indices ``[n]`` and ``class_priors=[c]`` (long-tailed) in kwargs."""
+    ex = classification_example(n, c, generator)
+    priors = torch.rand(c, generator=generator) + 0.05
+    ex.kwargs = {"class_priors": priors / priors.sum()}
+    return ex
