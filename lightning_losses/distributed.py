@@ -16,6 +16,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+ProcessGroup = dist.ProcessGroup if dist.is_available() else object
+
 __all__ = [
     "all_gather_no_grad",
     "all_gather_with_grad",
@@ -31,12 +33,12 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def get_rank(group=None) -> int:
+def get_rank(group: ProcessGroup | None = None) -> int:
     """This process's rank in ``group`` (0 when not distributed)."""
     return dist.get_rank(group) if dist.is_available() and dist.is_initialized() else 0
 
 
-def get_world_size(group=None) -> int:
+def get_world_size(group: ProcessGroup | None = None) -> int:
     """Number of ranks in ``group`` (1 when not distributed)."""
     return dist.get_world_size(group) if dist.is_available() and dist.is_initialized() else 1
 
@@ -78,7 +80,7 @@ class _AllGatherWithGrad(torch.autograd.Function):
         return grad[ctx.offset : ctx.offset + ctx.size], None
 
 
-def all_gather_with_grad(tensor: Tensor, group=None) -> Tensor:
+def all_gather_with_grad(tensor: Tensor, group: ProcessGroup | None = None) -> Tensor:
     """Concatenate ``tensor`` from every rank along dim 0, with gradients flowing back.
 
     Shards may have different first dimensions. The result is ordered by rank. Identity when
@@ -103,14 +105,14 @@ def all_gather_with_grad(tensor: Tensor, group=None) -> Tensor:
 
 
 @torch.no_grad()
-def all_gather_no_grad(tensor: Tensor, group=None) -> Tensor:
+def all_gather_no_grad(tensor: Tensor, group: ProcessGroup | None = None) -> Tensor:
     """Detached concatenation of ``tensor`` over ranks (dim 0, uneven sizes allowed)."""
     if not is_distributed() and group is None:
         return tensor.detach()
     return _gather_padded(tensor.detach(), _gather_sizes(tensor, group), group)
 
 
-def all_reduce_sum(tensor: Tensor, group=None) -> Tensor:
+def all_reduce_sum(tensor: Tensor, group: ProcessGroup | None = None) -> Tensor:
     """In-place SUM all-reduce (no-op when not distributed); returns ``tensor``."""
     if is_distributed() or group is not None:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=group)

@@ -413,9 +413,14 @@ class InteractionDataModule(LightningDataModule):
 
     Args:
         path: interaction file (CSV/TSV/Parquet); ``None`` = synthetic data.
-        num_users, num_items, rank, positives_per_user, noise_rate: synthetic data sizes
-            (DYNAMICS §3 defaults: 500 users, 1000 items, rank 8, 40 positives, 20 % noise).
-        split, rating_threshold, drop_sparse_users: file options (see :func:`load_interactions`).
+        num_users: synthetic data: number of users (default 500).
+        num_items: synthetic data: number of items (default 1000).
+        rank: synthetic data: rank of the ground-truth preferences (default 8).
+        positives_per_user: synthetic data: true positives per user (default 40).
+        noise_rate: synthetic data: share of injected noisy positives (default 20 %).
+        split: file option, ``"loo"`` or ``"temporal"`` (see :func:`load_interactions`).
+        rating_threshold: file option, keep rows with ``rating ≥ threshold``.
+        drop_sparse_users: file option, drop users left without training interactions.
         batch_size: training instances per batch.
         pool_size: PLD candidate pool size ``k`` (1 disables the pool).
         num_negatives: negatives per instance ``K`` (``neg_item`` is ``[B]`` when 1).

@@ -145,8 +145,9 @@ class LightGCN(_RecModel):
         >>> from lightning_losses.nn import LightGCN
         >>> gcn = LightGCN(2, 3, dim=4, num_layers=2)
         >>> gcn.set_graph(torch.tensor([0, 1, 1]), torch.tensor([0, 1, 2]))
-        >>> [t.shape for t in gcn.embeddings()]
-        [torch.Size([2, 4]), torch.Size([3, 4])]
+        >>> users, items = gcn.embeddings()
+        >>> tuple(users.shape), tuple(items.shape)
+        ((2, 4), (3, 4))
     """
 
     def __init__(

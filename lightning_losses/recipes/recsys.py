@@ -52,8 +52,9 @@ class RecsysModule(LossMixin, LightningModule):
             embeddings (option (b), the default: no second propagation for LightGCN, 1.2× vs
             1.4× epoch time for MF); ``False`` lets the callback call
             :meth:`pld_candidate_losses` in ``on_train_batch_start`` (option (a)).
-        n_users, n_items: table sizes; ``None`` = read from the DataModule at setup (named
-            apart from the DataModule's ``num_users`` so Lightning's hparams merge never clashes).
+        n_users: number of users; ``None`` = read from the DataModule at setup (named apart
+            from the DataModule's ``num_users`` so Lightning's hparams merge never clashes).
+        n_items: number of items; ``None`` = read from the DataModule at setup.
 
     Example:
         >>> import torch
