@@ -14,6 +14,7 @@ from lightning_losses.callbacks import PLDResampling
 from lightning_losses.callbacks.pld import pld_entropy, pld_probabilities, pld_sample
 from lightning_losses.data import InteractionDataModule
 from lightning_losses.recipes.recsys import RecsysModule
+from tests._lightning import quiet_trainer
 
 losses_strategy = st.integers(1, 6).flatmap(
     lambda k: st.lists(
@@ -113,17 +114,7 @@ def small_dm(**kw):
 
 
 def trainer(epochs, callbacks, **kw):
-    return L.Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=callbacks,
-        limit_val_batches=0,
-        **kw,
-    )
+    return quiet_trainer(max_epochs=epochs, callbacks=callbacks, limit_val_batches=0, **kw)
 
 
 class Probe(RecsysModule):

@@ -8,13 +8,14 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch import LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_losses.callbacks import LossReweighting, loss_weights
 from lightning_losses.callbacks.reweighting import weight_stats
 from lightning_losses.mixins import LossMixin
+from tests._lightning import quiet_trainer
 
 STRATS = ["linupper", "quadratic", "extremes", "upper"]
 
@@ -189,17 +190,7 @@ def _loader(n=24, batch=8, seed=0):
 
 
 def _trainer(tmp_path, callbacks, max_steps, **kw):
-    return Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_steps=max_steps,
-        callbacks=callbacks,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        **kw,
-    )
+    return quiet_trainer(max_steps=max_steps, callbacks=callbacks, default_root_dir=tmp_path, **kw)
 
 
 def test_gradient_is_weighted_sum_and_stats_logged(tmp_path):

@@ -11,6 +11,7 @@ import torch
 
 from lightning_losses.callbacks import loss_weights
 from tests._dist import run_python
+from tests._lightning import cli_output_args
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,12 +58,7 @@ def test_nlp_recipe_with_reweighting_runs_under_ddp_cli(tmp_path):
             "2",
             "--trainer.log_every_n_steps",
             "1",
-            "--trainer.enable_progress_bar",
-            "false",
-            "--trainer.logger.init_args.save_dir",
-            str(tmp_path),
-            "--trainer.default_root_dir",
-            str(tmp_path),
+            *cli_output_args(tmp_path),
         ],
         cwd=tmp_path,
         timeout=240,

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests._dist import run_python
+from tests._lightning import cli_output_args
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,12 +33,7 @@ def test_vision_recipe_runs_under_ddp(tmp_path):
             "2",
             "--trainer.log_every_n_steps",
             "1",
-            "--trainer.enable_progress_bar",
-            "false",
-            "--trainer.logger.init_args.save_dir",
-            str(tmp_path),
-            "--trainer.default_root_dir",
-            str(tmp_path),
+            *cli_output_args(tmp_path),
         ],
         cwd=tmp_path,
         timeout=240,

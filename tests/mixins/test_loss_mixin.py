@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch import LightningModule
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -12,6 +12,7 @@ from lightning_losses.callbacks.base import BehaviourCallback
 from lightning_losses.functional import cross_entropy, poly_loss
 from lightning_losses.losses import FocalLoss, PolyLoss
 from lightning_losses.mixins import LossMixin, build_criterion
+from tests._lightning import quiet_trainer
 
 
 class Model(LossMixin, LightningModule):
@@ -186,15 +187,8 @@ def test_aux_is_added_or_handed_to_the_aux_handler():
 
 
 def _trainer(callbacks, tmp_path, steps=3):
-    return Trainer(
-        max_steps=steps,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=callbacks,
-        default_root_dir=tmp_path,
+    return quiet_trainer(
+        max_steps=steps, enable_checkpointing=False, callbacks=callbacks, default_root_dir=tmp_path
     )
 
 

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from lightning_losses.recipes.cli import build_cli
+from tests._lightning import cli_output_args
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "recipes").rglob("*.yaml"))
@@ -23,12 +24,7 @@ def test_fit_two_steps_from_yaml(tmp_path):
             "2",
             "--trainer.limit_val_batches",
             "1",
-            "--trainer.enable_progress_bar",
-            "false",
-            "--trainer.logger.init_args.save_dir",
-            str(tmp_path),
-            "--trainer.default_root_dir",
-            str(tmp_path),
+            *cli_output_args(tmp_path),
         ]
     )
     assert cli.trainer.global_step == 2

@@ -12,6 +12,7 @@ from lightning_losses.callbacks import LossReweighting, loss_weights
 from lightning_losses.functional import z_loss
 from lightning_losses.recipes.cli import build_cli
 from lightning_losses.recipes.nlp import CausalLM
+from tests._lightning import cli_output_args, quiet_trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
@@ -73,7 +74,6 @@ def test_reweighting_weights_sequences_by_their_mean_ce():
 
 
 def test_validation_perplexity_is_exp_of_token_mean_ce(tmp_path):
-    from lightning.pytorch import Trainer
 
     from lightning_losses.data.text import TextDataModule
 
@@ -82,13 +82,7 @@ def test_validation_perplexity_is_exp_of_token_mean_ce(tmp_path):
     )
     torch.manual_seed(0)
     model = CausalLM(vocab_size=300, hidden_size=32, num_layers=1, num_heads=2)
-    trainer = Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(default_root_dir=tmp_path)
     res = trainer.validate(model, datamodule=dm)[0]
     # Independent: total CE over every validation token / token count (batches are uneven).
     total, count = 0.0, 0
@@ -153,12 +147,7 @@ def test_plain_yaml_bf16_mixed_on_cpu(tmp_path):
             "2",
             "--trainer.limit_val_batches",
             "1",
-            "--trainer.enable_progress_bar",
-            "false",
-            "--trainer.logger.init_args.save_dir",
-            str(tmp_path),
-            "--trainer.default_root_dir",
-            str(tmp_path),
+            *cli_output_args(tmp_path),
         ]
     )
     assert cli.trainer.global_step == 2

@@ -13,6 +13,7 @@ from lightning_losses.callbacks import PLDResampling
 from lightning_losses.data import InteractionDataModule
 from lightning_losses.recipes.cli import build_cli
 from lightning_losses.recipes.recsys import RecsysModule
+from tests._lightning import cli_output_args, quiet_trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = [
@@ -61,12 +62,7 @@ def test_pld_recipes_fit_from_yaml(tmp_path, config):
             "3",
             "--trainer.check_val_every_n_epoch",
             "1",
-            "--trainer.enable_progress_bar",
-            "false",
-            "--trainer.logger.init_args.save_dir",
-            str(tmp_path),
-            "--trainer.default_root_dir",
-            str(tmp_path),
+            *cli_output_args(tmp_path),
         ]
     )
     assert cli.trainer.global_step == 3
@@ -76,14 +72,9 @@ def test_pld_recipes_fit_from_yaml(tmp_path, config):
 
 
 def trainer(epochs, callbacks=()):
-    return L.Trainer(
+    return quiet_trainer(
         max_epochs=epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
         enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         callbacks=list(callbacks),
         limit_val_batches=0,
     )
