@@ -86,7 +86,8 @@ def check_class_weight(weight: Tensor | None, num_classes: int, like: Tensor) ->
 class ClassificationBatch:
     """Logits and targets flattened to ``[M, C]`` / ``[M]`` with the class dimension last.
 
-    ``target`` holds safe indices (ignored positions replaced by 0) so every row is finite;
+    ``target`` holds safe indices (ignored positions, and every row of soft targets, are 0) so
+    every row is finite;
     ``valid`` marks the rows that count. ``soft`` holds ``[M, C]`` soft targets when given.
     ``out_shape`` is the shape of a ``reduction="none"`` result (``[N, *]``).
     """
@@ -135,7 +136,8 @@ def prepare_classification(
             )
         soft = target.to(logits.dtype).movedim(1, -1).reshape(-1, num_classes)
         valid = torch.ones(soft.shape[0], dtype=torch.bool, device=logits.device)
-        idx = soft.argmax(dim=1)
+        # No class index exists for soft rows; zeros keep indexing safe (losses use ``soft``).
+        idx = torch.zeros(soft.shape[0], dtype=torch.long, device=logits.device)
         return ClassificationBatch(logits, idx, valid, soft, out_shape, num_classes)
 
     if target.shape != out_shape:
