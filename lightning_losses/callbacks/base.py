@@ -21,8 +21,8 @@ hook                              what acts there
 ``on_train_batch_end``            router / EMA state after the optimizer step
 ================================  ==================================================
 
-State that must survive a resume goes in ``state_dict``/``load_state_dict`` (including
-``torch.Generator`` states, see :func:`generator_state` / :func:`restore_generator`).
+State that must survive a resume goes in ``state_dict``/``load_state_dict`` (including every
+rank's ``torch.Generator`` state, see :func:`generator_state` / :func:`restore_generator`).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 
+from lightning_losses.distributed import all_gather_no_grad, get_rank
 from lightning_losses.mixins.loss import (
     AUX_GRADIENT_HANDLER_ATTR,
     SAMPLE_WEIGHTER_ATTR,
@@ -107,11 +108,33 @@ class BehaviourCallback(Callback):
 
 
 def generator_state(generator: torch.Generator | None) -> Tensor | None:
-    """``generator.get_state()`` (or ``None``), for ``Callback.state_dict``."""
-    return None if generator is None else generator.get_state()
+    """Every rank's ``generator.get_state()``, stacked ``[world, S]`` (or ``None``).
+
+    For ``Callback.state_dict``: Lightning writes rank 0's callback state only, so a per-rank
+    stream (seeded ``seed + rank``) survives a multi-rank resume only if rank 0 saves all of them.
+    Under DDP this is a collective (an all-gather of a few KiB); Lightning builds checkpoints on
+    every rank, as ``Trainer.save_checkpoint`` requires.
+    """
+    if generator is None:
+        return None
+    return all_gather_no_grad(generator.get_state()[None])
 
 
-def restore_generator(generator: torch.Generator, state: Tensor | None) -> None:
-    """Inverse of :func:`generator_state`."""
-    if state is not None:
+def restore_generator(generator: torch.Generator, state: Tensor | None) -> bool:
+    """Inverse of :func:`generator_state` for this process's rank; returns whether it restored.
+
+    Accepts the stacked ``[world, S]`` form and a single ``[S]`` state. Returns ``False`` (and
+    leaves ``generator`` untouched) when the checkpoint holds no state for this rank, e.g. after
+    resuming on more ranks than were saved; the caller then reseeds deterministically.
+    """
+    if state is None:
+        return False
+    if state.ndim == 1:
         generator.set_state(state)
+        return True
+    rank = get_rank()
+    if rank >= state.shape[0]:
+        return False
+    # clone, not contiguous(): a row view keeps a storage offset that set_state does not honour.
+    generator.set_state(state[rank].clone())
+    return True

@@ -40,10 +40,12 @@ checks at ``on_train_batch_end`` that ``select`` was called.
 
 Distributed: purely local. Every rank resamples its own users; the generator is seeded with
 ``seed + global_rank`` so ranks draw from distinct streams; nothing is all-reduced except the
-logged diagnostics (``sync_dist`` at epoch end). Lightning checkpoints rank 0's callback state
-only, so a resumed single-device run is bit-identical to an uninterrupted one, while after a
-multi-rank resume ranks > 0 reseed from ``(seed, rank, global_step)``. Under FSDP use option (b) (scoring inside the
-wrapped forward). Checkpoint state: the generator state and the configuration.
+logged diagnostics (``sync_dist`` at epoch end). The checkpoint holds every rank's generator
+state (gathered when the checkpoint is built), so a resumed run — single device or multi-rank on
+the same number of ranks — replays exactly the draws of an uninterrupted one; a rank with no saved
+state (resuming on more ranks) reseeds from ``(seed, rank, global_step)``. Under FSDP use option
+(b) (scoring inside the wrapped forward). Checkpoint state: the generator states and the
+configuration.
 """
 
 from __future__ import annotations
@@ -317,14 +319,13 @@ class PLDResampling(BehaviourCallback):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        restore_generator(self.generator, state_dict.get("generator"))
-        self._restored = True
+        self._missing_state = not restore_generator(self.generator, state_dict.get("generator"))
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        # Only rank 0's callback state is checkpointed: after a resume, the other ranks derive
-        # a fresh distinct stream from (seed, rank, step) instead of all replaying rank 0's.
-        if getattr(self, "_restored", False) and trainer.global_rank > 0:
+        # A rank the checkpoint has no stream for (resumed on more ranks) derives a fresh,
+        # distinct one from (seed, rank, step) instead of replaying another rank's.
+        if getattr(self, "_missing_state", False):
             self.generator.manual_seed(
                 self.seed + trainer.global_rank + 1_000_003 * (trainer.global_step + 1)
             )
-        self._restored = False
+        self._missing_state = False
