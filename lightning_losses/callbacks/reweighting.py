@@ -27,7 +27,6 @@ the ``[B]`` loss vector (plus rank ids) is communicated; nothing else is all-red
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
@@ -37,6 +36,7 @@ from torch import Tensor
 
 from lightning_losses.callbacks.base import BehaviourCallback
 from lightning_losses.distributed import all_gather_no_grad, get_rank, get_world_size
+from lightning_losses.losses._validation import check_number
 
 __all__ = ["STRATEGIES", "LossReweighting", "loss_weights", "normalize_losses", "weight_stats"]
 
@@ -54,11 +54,7 @@ def _check_strategy(strategy: str) -> str:
 
 
 def _check_positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
-    return float(value)
+    return check_number(name, value, low=0.0, low_inclusive=False)
 
 
 def normalize_losses(losses: Tensor, delta: float = 1.0) -> Tensor:

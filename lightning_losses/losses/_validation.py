@@ -99,6 +99,10 @@ class ClassificationBatch:
     out_shape: torch.Size
     num_classes: int
 
+    def at_target(self, values: Tensor) -> Tensor:
+        """Each row's entry at its target class: ``[M, C] -> [M]`` (e.g. ``log p_y``)."""
+        return values.gather(-1, self.target[:, None]).squeeze(-1)
+
 
 def prepare_classification(
     input: Tensor,

@@ -41,8 +41,8 @@ ENCOURAGING_BONUS_FLOOR = 1e-5  # official code: log(clamp(1 - p, min=1e-5))
 def _dual_focal_rows(batch: ClassificationBatch, gamma: float) -> Tensor:
     log_p = batch.logits.log_softmax(-1)
     p = log_p.exp()
-    log_p_y = log_p.gather(-1, batch.target[:, None]).squeeze(-1)
-    p_y = p.gather(-1, batch.target[:, None]).squeeze(-1)
+    log_p_y = batch.at_target(log_p)
+    p_y = batch.at_target(p)
     # Official masking: only probabilities strictly smaller than p_y compete (p_j = 0 if none).
     below = p < p_y[:, None]
     # max(dim) keeps only the arg-max indices for backward (amax would save a [M, C] copy).
@@ -93,7 +93,7 @@ def dual_focal_loss(
 
 
 def _encouraging_rows(batch: ClassificationBatch, log_end: float) -> Tensor:
-    log_p_y = batch.logits.log_softmax(-1).gather(-1, batch.target[:, None]).squeeze(-1)
+    log_p_y = batch.at_target(batch.logits.log_softmax(-1))
     one_minus_p = -torch.expm1(log_p_y)
     bonus = one_minus_p.clamp_min(ENCOURAGING_BONUS_FLOOR).log()
     if log_end < 1.0:

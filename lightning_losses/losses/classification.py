@@ -352,7 +352,7 @@ def poly_loss(
         p_t = (t * probs).sum(-1)
         row_w = (t * w).sum(-1) if w is not None else None
     else:
-        p_y = probs.gather(-1, batch.target[:, None]).squeeze(-1)
+        p_y = batch.at_target(probs)
         p_t = (1.0 - label_smoothing) * p_y + label_smoothing / batch.num_classes
         # Σ_k w_k t_k for the smoothed one-hot t, as for soft targets.
         row_w = (
@@ -479,7 +479,7 @@ def focal_loss(
     check_number("gamma", gamma, low=0.0)
     batch = prepare_classification(input, target, ignore_index=ignore_index, allow_soft=False)
     a = _check_alpha(alpha, batch.num_classes, batch.logits)
-    log_p_y = batch.logits.log_softmax(-1).gather(-1, batch.target[:, None]).squeeze(-1)
+    log_p_y = batch.at_target(batch.logits.log_softmax(-1))
     rows = -_one_minus_exp(log_p_y).clamp_min(0).pow(gamma) * log_p_y
     if a is not None:
         rows = rows * a[batch.target]
@@ -734,14 +734,6 @@ class PolyFocalLoss(Loss):
 # -- Squentropy (A13) ------------------------------------------------------------------------------
 
 
-def _hard_batch(input: Tensor, target: Tensor, ignore_index: int) -> ClassificationBatch:
-    return prepare_classification(input, target, ignore_index=ignore_index, allow_soft=False)
-
-
-def _target_log_prob(logits: Tensor, target: Tensor) -> Tensor:
-    return logits.log_softmax(-1).gather(-1, target[:, None]).squeeze(-1)
-
-
 def squentropy_loss(
     input: Tensor, target: Tensor, *, ignore_index: int = -100, reduction: str = "mean"
 ) -> Tensor:
@@ -769,7 +761,7 @@ def squentropy_loss(
         tensor(1.3490)
     """
     check_reduction(reduction)
-    batch = _hard_batch(input, target, ignore_index)
+    batch = prepare_classification(input, target, ignore_index=ignore_index, allow_soft=False)
     rows = _squentropy_rows(batch)
     return reduce_loss(rows, reduction, valid=batch.valid, out_shape=batch.out_shape)
 
@@ -779,7 +771,7 @@ def _squentropy_rows(batch: ClassificationBatch) -> Tensor:
     if c < 2:
         raise ValueError(f"input must have at least 2 classes for squentropy, got C={c}")
     z = batch.logits
-    ce = -_target_log_prob(z, batch.target)
+    ce = -batch.at_target(z.log_softmax(-1))
     # Zero the target entry instead of subtracting z_y² (no cancellation at large logits).
     square = z.square().scatter(-1, batch.target[:, None], 0.0).sum(-1) / (c - 1)
     return ce + square
@@ -889,8 +881,8 @@ def stablemax_cross_entropy(
         tensor(0.5596)
     """
     check_reduction(reduction)
-    batch = _hard_batch(input, target, ignore_index)
-    rows = -log_stablemax(batch.logits).gather(-1, batch.target[:, None]).squeeze(-1)
+    batch = prepare_classification(input, target, ignore_index=ignore_index, allow_soft=False)
+    rows = -batch.at_target(log_stablemax(batch.logits))
     return reduce_loss(rows, reduction, valid=batch.valid, out_shape=batch.out_shape)
 
 
@@ -1109,7 +1101,7 @@ def one_vs_rest_loss(
         tensor(2.0794)
     """
     check_reduction(reduction)
-    batch = _hard_batch(input, target, ignore_index)
+    batch = prepare_classification(input, target, ignore_index=ignore_index, allow_soft=False)
     onehot = F.one_hot(batch.target, batch.num_classes).to(batch.logits.dtype)
     rows = F.binary_cross_entropy_with_logits(batch.logits, onehot, reduction="none").sum(-1)
     return reduce_loss(rows, reduction, valid=batch.valid, out_shape=batch.out_shape)
@@ -1198,11 +1190,11 @@ def spherical_z_loss(
     check_reduction(reduction)
     a = check_number("a", a, low=0.0, low_inclusive=False)
     b = check_number("b", b)
-    batch = _hard_batch(input, target, ignore_index)
+    batch = prepare_classification(input, target, ignore_index=ignore_index, allow_soft=False)
     o = batch.logits
     centred = o - o.mean(-1, keepdim=True)
     sigma = (centred.square().mean(-1) + SPHERICAL_Z_EPS).sqrt()
-    z_y = centred.gather(-1, batch.target[:, None]).squeeze(-1) / sigma
+    z_y = batch.at_target(centred) / sigma
     rows = F.softplus(a * (b - z_y)) / a
     return reduce_loss(rows, reduction, valid=batch.valid, out_shape=batch.out_shape)
 

@@ -67,7 +67,7 @@ DEFAULT_LOG_ZERO = math.log(1e-4)  # official APL/SCE code: one-hot clamped to [
 
 def _log_probs(batch: ClassificationBatch) -> tuple[Tensor, Tensor]:
     log_p = batch.logits.log_softmax(-1)
-    return log_p, log_p.gather(-1, batch.target[:, None]).squeeze(-1)
+    return log_p, batch.at_target(log_p)
 
 
 class _TargetLogProb(torch.autograd.Function):
@@ -117,7 +117,7 @@ def _nfl_rows(batch: ClassificationBatch, gamma: float, detach_focal_weights: bo
             weights = torch.expm1(log_p).neg_().pow_(gamma)
     else:
         weights = (-torch.expm1(log_p)).pow(gamma)
-    w_y = weights.gather(-1, batch.target[:, None]).squeeze(-1)
+    w_y = batch.at_target(weights)
     return (w_y * log_p_y) / (weights * log_p).sum(-1)
 
 
