@@ -155,13 +155,13 @@ def prepare_classification(
         if ignore_index is not None
         else torch.ones_like(flat, dtype=torch.bool)
     )
-    if flat.numel() and valid.any():
-        bad = valid & ((flat < 0) | (flat >= num_classes))
-        if bad.any():
-            value = int(flat[bad][0])
-            raise ValueError(
-                f"{target_name} contains class index {value} outside [0, {num_classes})"
-                + (f" (ignore_index={ignore_index})" if ignore_index is not None else "")
-            )
+    # One host sync per call: `bad` is all False when nothing is valid, so no separate check.
+    bad = valid & ((flat < 0) | (flat >= num_classes))
+    if bad.any():
+        value = int(flat[bad][0])
+        raise ValueError(
+            f"{target_name} contains class index {value} outside [0, {num_classes})"
+            + (f" (ignore_index={ignore_index})" if ignore_index is not None else "")
+        )
     safe = torch.where(valid, flat, torch.zeros_like(flat))
     return ClassificationBatch(logits, safe, valid, None, out_shape, num_classes)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import torch
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lightning_losses.data.digits import NoisyDigitsDataModule
 from lightning_losses.recipes.vision import ImageClassifier
+from tests._lightning import quiet_trainer
 
 
 def _fit(tmp_path, max_epochs, ckpt_path=None, save=False):
@@ -15,13 +16,9 @@ def _fit(tmp_path, max_epochs, ckpt_path=None, save=False):
     model = ImageClassifier(criterion={"name": "poly", "epsilon": 1.0}, hidden=32)
     data = NoisyDigitsDataModule(noise_rate=0.4, batch_size=128, seed=0)
     callbacks = [ModelCheckpoint(dirpath=tmp_path, save_last=True)] if save else []
-    trainer = Trainer(
+    trainer = quiet_trainer(
         max_epochs=max_epochs,
-        accelerator="cpu",
-        logger=False,
         enable_checkpointing=save,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         limit_val_batches=0,
         callbacks=callbacks,
         default_root_dir=tmp_path,
