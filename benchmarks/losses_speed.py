@@ -2,18 +2,21 @@
 
 Each case is a row of ``CASES``: our loss and a peer (torch / timm / torchvision where one
 exists, otherwise a straightforward implementation of the formula in the style of the authors'
-code). Forward + backward of ``loss(logits, target)`` w.r.t. the logits at ``B=4096, C=1000``,
-median of ``--repeats`` (≥ 5, default 15) after warm-up, ours and peer alternating call by call,
-reported as ratios ours / peer.
+code). Forward + backward of ``loss(logits, target)`` w.r.t. the logits at ``B=4096, C=1000``
+(ranking rows: ``loss(pos_score [B], neg_score [B, K])`` w.r.t. both), median of ``--repeats``
+(≥ 5, default 15) after warm-up, ours and peer alternating call by call, reported as ratios
+ours / peer. One intra-op thread by default (``--threads``), so a ratio does not depend on how
+well each op parallelises on a shared machine.
 
 Memory (CPU): bytes of the tensors autograd saves for backward, recorded with
 ``torch.autograd.graph.saved_tensors_hooks`` (each distinct storage counted once) — the part of
 a loss's memory that scales with the batch and stays alive until ``backward``. On CUDA also
 ``torch.cuda.max_memory_allocated`` over forward + backward, minus the inputs.
 
-The table grows with every family: append ``Case(...)`` rows. Run
-``python benchmarks/losses_speed.py`` (≈ 1-2 min on 2 cores); writes
-``benchmarks/results/losses_speed.{json,md}``.
+The table grows with every family: append ``Case(...)`` rows. A case whose functional is not
+available (a family mid-port) is skipped and listed as such. Run
+``python benchmarks/losses_speed.py`` (≈ 2-3 min); writes
+``benchmarks/results/losses_speed.{json,md}`` (``--only`` with ``--out`` for partial runs).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import lightning_losses.functional as LF
+from lightning_losses.registry import get_loss_class
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LOG_ZERO = torch.log(torch.tensor(1e-4)).item()
@@ -43,7 +47,15 @@ class Case:
     ours: Callable[[Tensor, Tensor], Tensor]
     peer: Callable[[Tensor, Tensor], Tensor]
     peer_name: str
-    target: str = "index"  # "index" [B] | "soft" [B, C] | "binary" [B, C]
+    # "index" [B] | "index_ignored" [B] with 10 % ignore_index | "soft" [B, C] | "binary" [B, C]
+    # | "ranking": inputs (pos_score [B], neg_score [B, K]) and no target.
+    target: str = "index"
+    negatives: int = 0  # K of a "ranking" case; 0 means 1-D neg_score [B] (RecBole's BPR call)
+
+
+def registered(name: str) -> Callable[..., Tensor]:
+    """The functional of the loss registered under ``name``, looked up when the case runs."""
+    return get_loss_class(name).functional
 
 
 # -- straightforward peers for losses without a library implementation ---------------------------
@@ -139,6 +151,20 @@ def naive_ovr(z, y):
     )
 
 
+def recbole_bpr(pos: Tensor, neg: Tensor, gamma: float = 1e-10) -> Tensor:
+    # recbole.model.loss.BPRLoss.forward, generalised to [B, K] negatives by broadcasting.
+    if neg.ndim == 2:
+        pos = pos[:, None]
+    return -torch.log(gamma + torch.sigmoid(pos - neg)).mean()
+
+
+def ce_over_concatenated(pos: Tensor, neg: Tensor, temperature: float = 1.0) -> Tensor:
+    logits = torch.cat([pos[:, None], neg], 1)
+    if temperature != 1.0:
+        logits = logits / temperature
+    return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=pos.device))
+
+
 def _priors(c: int) -> Tensor:
     return torch.linspace(1.0, 100.0, c) / torch.linspace(1.0, 100.0, c).sum()
 
@@ -162,6 +188,19 @@ def build_cases() -> list[Case]:
             lambda z, y: LF.cross_entropy(z, y),
             lambda z, y: F.cross_entropy(z, y),
             "torch F.cross_entropy",
+        ),
+        Case(
+            "cross_entropy (validate_args=False)",
+            lambda z, y: LF.cross_entropy(z, y, validate_args=False),
+            lambda z, y: F.cross_entropy(z, y),
+            "torch F.cross_entropy",
+        ),
+        Case(
+            "cross_entropy (10 % ignored)",
+            lambda z, y: LF.cross_entropy(z, y),
+            lambda z, y: F.cross_entropy(z, y, ignore_index=-100),
+            "torch F.cross_entropy(ignore_index)",
+            target="index_ignored",
         ),
         Case(
             "label_smoothing_ce (0.1)",
@@ -233,10 +272,10 @@ def build_cases() -> list[Case]:
             "naive (official APL style)",
         ),
         Case(
-            "mae",
-            lambda z, y: LF.mean_absolute_error_loss(z, y),
+            "prob_mae",
+            lambda z, y: registered("prob_mae")(z, y),
             naive_mae,
-            "naive (official APL style)",
+            "naive 1 − p_y (official APL style)",
         ),
         Case(
             "sce (0.1, 1)",
@@ -278,6 +317,45 @@ def build_cases() -> list[Case]:
             naive_ovr,
             "naive (BCE on one-hot)",
         ),
+        Case(
+            "bpr (K=1)",
+            lambda p, n: LF.bpr_loss(p, n),
+            recbole_bpr,
+            "RecBole −log(σ(Δ)+γ)",
+            target="ranking",
+        ),
+        Case(
+            "bpr (K=256)",
+            lambda p, n: LF.bpr_loss(p, n),
+            recbole_bpr,
+            "RecBole −log(σ(Δ)+γ)",
+            target="ranking",
+            negatives=256,
+        ),
+        Case(
+            "bpr (γ=0, K=256)",
+            lambda p, n: LF.bpr_loss(p, n, gamma=0.0),
+            lambda p, n: F.softplus(n - p[:, None]).mean(),
+            "torch softplus(−Δ)",
+            target="ranking",
+            negatives=256,
+        ),
+        Case(
+            "sampled_softmax (K=256)",
+            lambda p, n: LF.sampled_softmax_loss(p, n),
+            ce_over_concatenated,
+            "torch F.cross_entropy(cat([s⁺, s⁻]), 0)",
+            target="ranking",
+            negatives=256,
+        ),
+        Case(
+            "sampled_softmax (K=1000, τ=0.1)",
+            lambda p, n: LF.sampled_softmax_loss(p, n, temperature=0.1),
+            lambda p, n: ce_over_concatenated(p, n, 0.1),
+            "torch F.cross_entropy(cat([s⁺, s⁻]) / τ, 0)",
+            target="ranking",
+            negatives=1000,
+        ),
     ]
 
 
@@ -285,20 +363,38 @@ def build_cases() -> list[Case]:
 
 
 def make_inputs(
-    kind: str, b: int, c: int, device: torch.device, seed: int = 0
-) -> tuple[Tensor, Tensor]:
+    case: Case, b: int, c: int, device: torch.device, seed: int = 0
+) -> tuple[tuple[Tensor, ...], Tensor | None]:
+    """The differentiable inputs of a case and its target (``None`` for ranking cases)."""
     g = torch.Generator().manual_seed(seed)
+    kind = case.target
+    if kind == "ranking":
+        pos = torch.randn(b, generator=g) * 2
+        shape = (b, case.negatives) if case.negatives else (b,)
+        neg = torch.randn(shape, generator=g) * 2
+        return (pos.to(device), neg.to(device)), None
     z = (torch.randn(b, c, generator=g) * 2).to(device)
-    if kind == "index":
-        t = torch.randint(0, c, (b,), generator=g).to(device)
+    if kind in ("index", "index_ignored"):
+        t = torch.randint(0, c, (b,), generator=g)
+        if kind == "index_ignored":
+            t[torch.rand(b, generator=g) < 0.1] = -100
+        t = t.to(device)
     elif kind == "soft":
         t = torch.softmax(torch.randn(b, c, generator=g), 1).to(device)
     else:
         t = torch.randint(0, 2, (b, c), generator=g).float().to(device)
-    return z, t
+    return (z,), t
 
 
-def saved_tensor_bytes(fn: Callable[[Tensor, Tensor], Tensor], z: Tensor, t: Tensor) -> int:
+def _leaves(xs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    return tuple(x.detach().clone().requires_grad_(True) for x in xs)
+
+
+def _call(fn: Callable[..., Tensor], xs: tuple[Tensor, ...], t: Tensor | None) -> Tensor:
+    return fn(*xs) if t is None else fn(*xs, t)
+
+
+def saved_tensor_bytes(fn: Callable[..., Tensor], xs: tuple[Tensor, ...], t: Tensor | None) -> int:
     seen: dict[tuple[int, int], int] = {}
 
     def pack(x: Tensor) -> Tensor:
@@ -307,31 +403,33 @@ def saved_tensor_bytes(fn: Callable[[Tensor, Tensor], Tensor], z: Tensor, t: Ten
             seen[(storage.data_ptr(), storage.nbytes())] = storage.nbytes()
         return x
 
-    x = z.detach().clone().requires_grad_(True)
+    leaves = _leaves(xs)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
-        loss = fn(x, t)
+        loss = _call(fn, leaves, t)
     loss.backward()
-    # The input logits are saved by many losses but owned by the caller: do not count them.
-    seen.pop((x.untyped_storage().data_ptr(), x.untyped_storage().nbytes()), None)
+    # The inputs (logits, scores) are saved by many losses but owned by the caller: not counted.
+    for x in leaves:
+        seen.pop((x.untyped_storage().data_ptr(), x.untyped_storage().nbytes()), None)
     return sum(seen.values())
 
 
-def time_pair(ours, peer, z, t, repeats: int, device: torch.device) -> tuple[float, float, float]:
+def time_pair(ours, peer, xs, t, repeats: int, device: torch.device) -> tuple[float, float, float]:
     """Median forward+backward times of ``ours`` and ``peer`` and the median of paired ratios.
 
     The two run alternately, call by call, and each ratio compares two adjacent calls: on a
     shared machine whose speed jumps between regimes (CPU-quota throttling, other processes) the
     paired ratio stays meaningful where the medians of the raw times do not.
     """
-    x = z.detach().clone().requires_grad_(True)
+    leaves = _leaves(xs)
     times: dict[int, list[float]] = {0: [], 1: []}
     for i in range(repeats + 2):
         for k, fn in ((0, ours), (1, peer)) if i % 2 == 0 else ((1, peer), (0, ours)):
-            x.grad = None
+            for x in leaves:
+                x.grad = None
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            fn(x, t).backward()
+            _call(fn, leaves, t).backward()
             if device.type == "cuda":
                 torch.cuda.synchronize()
             if i >= 2:  # warm-up
@@ -340,89 +438,124 @@ def time_pair(ours, peer, z, t, repeats: int, device: torch.device) -> tuple[flo
     return statistics.median(times[0]), statistics.median(times[1]), statistics.median(ratios)
 
 
-def cuda_peak(fn, z, t) -> int:
-    x = z.detach().clone().requires_grad_(True)
+def cuda_peak(fn, xs, t) -> int:
+    leaves = _leaves(xs)
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
-    fn(x, t).backward()
+    _call(fn, leaves, t).backward()
     torch.cuda.synchronize()
     return torch.cuda.max_memory_allocated() - base
 
 
-def measure(cases: list[Case], b: int, c: int, repeats: int, device: torch.device) -> list[dict]:
-    rows = []
+def measure(
+    cases: list[Case], b: int, c: int, repeats: int, device: torch.device
+) -> tuple[list[dict], list[str]]:
+    rows, skipped = [], []
     for case in cases:
-        z, t = make_inputs(case.target, b, c, device)
-        ours_v, peer_v = case.ours(z, t), case.peer(z, t)
-        t_ours, t_peer, paired = time_pair(case.ours, case.peer, z, t, repeats, device)
+        xs, t = make_inputs(case, b, c, device)
+        try:
+            ours_v = _call(case.ours, xs, t)
+        except (AttributeError, KeyError) as err:  # a family mid-port: say so, measure the rest
+            skipped.append(f"{case.name} ({type(err).__name__}: {err})")
+            print(f"{device.type:4s} {case.name:34s} skipped: {err}", flush=True)
+            continue
+        peer_v = _call(case.peer, xs, t)
+        t_ours, t_peer, paired = time_pair(case.ours, case.peer, xs, t, repeats, device)
+        shape = "×".join(
+            str(d) for d in (xs[-1].shape if case.target == "ranking" else xs[0].shape)
+        )
         row = {
             "loss": case.name,
             "peer": case.peer_name,
             "device": device.type,
+            "shape": shape,
             "value_abs_diff": float((ours_v.double() - peer_v.double()).abs()),
             "ours_ms": 1e3 * t_ours,
             "peer_ms": 1e3 * t_peer,
-            "ours_saved_MiB": saved_tensor_bytes(case.ours, z, t) / 2**20,
-            "peer_saved_MiB": saved_tensor_bytes(case.peer, z, t) / 2**20,
+            "ours_saved_MiB": saved_tensor_bytes(case.ours, xs, t) / 2**20,
+            "peer_saved_MiB": saved_tensor_bytes(case.peer, xs, t) / 2**20,
         }
         row["time_ratio"] = paired  # median over adjacent (ours, peer) call pairs
         row["saved_ratio"] = row["ours_saved_MiB"] / max(row["peer_saved_MiB"], 1e-9)
         if device.type == "cuda":
-            row["ours_peak_MiB"] = cuda_peak(case.ours, z, t) / 2**20
-            row["peer_peak_MiB"] = cuda_peak(case.peer, z, t) / 2**20
+            row["ours_peak_MiB"] = cuda_peak(case.ours, xs, t) / 2**20
+            row["peer_peak_MiB"] = cuda_peak(case.peer, xs, t) / 2**20
             row["peak_ratio"] = row["ours_peak_MiB"] / max(row["peer_peak_MiB"], 1e-9)
         rows.append(row)
         print(
             f"{device.type:4s} {case.name:34s} time ×{row['time_ratio']:.2f}  saved ×{row['saved_ratio']:.2f}"
-            f"  ({row['ours_ms']:.1f} vs {row['peer_ms']:.1f} ms)",
+            f"  ({row['ours_ms']:.2f} vs {row['peer_ms']:.2f} ms)",
             flush=True,
         )
-    return rows
+    return rows, skipped
 
 
 NOTES = """
 Notes
-- Timing noise: this 2-core machine is shared and switches between a fast and a throttled regime
-  (raw times quantised to ~8 ms steps); repeated runs move single ratios by up to ±0.3. Ratios
-  within ~0.9–1.1 are ties. GCE and MAE vs their naive softmax-space peers ranged from 0.4× to
-  1.3× across runs: ours works in log space (`log_softmax` + a custom `log p_y` backward), the
-  naive `softmax(z)[y] ** q` is one pass cheaper but returns NaN gradients at logits ±1e4
-  (`p_y = 0`, `p_y^{q-1} = inf`), so the log-space form is kept.
-- Fixed cost: every loss validates labels (range, `ignore_index`): a few `[B]` ops, ≈ 0.1–0.2 ms,
-  visible only for the cheapest losses.
-- CE-based losses use torch's fused reduction for `mean`/`sum`; soft targets skip the shared
-  validator's per-row `argmax` (≈ 30 % of the soft-CE time at C=1000), hence < 1 vs timm.
-- Losses "< 1" against naive peers save less for backward (RCE/SCE/APL closed forms,
-  encouraging bonus on the target column only, StableMax custom backward, Poly reusing the CE row).
+- Timing noise: this 2-core machine is shared (other jobs run beside the benchmark); repeated
+  runs move single ratios by up to ±0.2. Ratios within ~0.9–1.1 are ties. GCE and prob_mae vs
+  their naive softmax-space peers ranged from 0.4× to 1.3× across earlier runs: ours works in
+  log space, the naive `softmax(z)[y] ** q` is one pass cheaper but returns NaN gradients at
+  logits ±1e4 (`p_y = 0`, `p_y^{q-1} = inf`).
+- Fixed cost: every loss validates its inputs (label range, `ignore_index`): a few `[B]` ops,
+  ≈ 0.1–0.2 ms, visible only for the cheapest losses.
+- Ignored rows (`cross_entropy (10 % ignored)`, and every call with `validate_args=False`, which
+  cannot know whether a row is ignored without a host sync) pay one `[B, C]` pass in backward:
+  the shared validator zeroes the gradient of ignored rows so that a NaN/inf logit in an ignored
+  row gets exactly zero gradient (`F.cross_entropy` gives NaN there). That pass is the
+  difference to torch in those two rows.
+- BPR (`γ > 0`): a hand-fused forward/backward that computes the slope
+  `σ(Δ)(1 − σ(Δ))/(σ(Δ) + γ)` in place in the forward and saves only it (RecBole's expression
+  through autograd saves the sigmoid and the log input). At K=1 (`[B]` scores, 16 KiB tensors)
+  the time is op-dispatch overhead and the ratio is a tie. `γ = 0` is torch's `softplus(−Δ)`
+  itself (same graph, a tie by construction).
+- Sampled softmax: the log-sum-exp over `[s⁺, s⁻]` is computed without building the
+  concatenated `[B, K + 1]` logits; the one saved tensor is `exp(z_j − max)` `[B, K]`, vs the
+  `[B, K + 1]` log-softmax that `F.cross_entropy` saves (hence ×1.00 memory).
+- Both fused losses keep a twice-differentiable path: under `create_graph=True` the backward
+  differentiates the reference expression instead (autograd's cost, only then).
 """
 
 
-def markdown(rows: list[dict], meta: dict) -> str:
+def markdown(rows: list[dict], meta: dict, skipped: list[str] = ()) -> str:
     lines = [
         "# Loss speed and memory vs peers",
         "",
-        f"Forward + backward at B={meta['batch']}, C={meta['classes']}, float32, median of "
+        f"Forward + backward at B={meta['batch']}, C={meta['classes']} (ranking rows: "
+        "`neg_score` of the shape given), float32, median of "
         f"{meta['repeats']} repeats, ours and peer alternating call by call; {meta['machine']}. "
         "Ratios are ours / peer (< 1 = ours faster / smaller); *time ×* is the median of the "
         "ratios of adjacent (ours, peer) calls, robust to the machine changing speed during the "
         "run (the raw ms columns are less so). *Saved* = bytes of tensors autograd "
-        "keeps for backward (`saved_tensors_hooks`, distinct storages, the input logits excluded).",
+        "keeps for backward (`saved_tensors_hooks`, distinct storages, the inputs excluded).",
         "",
-        "| device | loss | peer | ours ms | peer ms | time × | ours saved MiB | peer saved MiB | saved × |"
+        "| device | loss | shape | peer | ours ms | peer ms | time × | ours saved MiB | peer saved MiB | saved × |"
         + (" peak × |" if any("peak_ratio" in r for r in rows) else ""),
-        "|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|"
         + ("---|" if any("peak_ratio" in r for r in rows) else ""),
     ]
     for r in rows:
         line = (
-            f"| {r['device']} | {r['loss']} | {r['peer']} | {r['ours_ms']:.1f} | {r['peer_ms']:.1f} | "
-            f"{r['time_ratio']:.2f} | {r['ours_saved_MiB']:.1f} | {r['peer_saved_MiB']:.1f} | {r['saved_ratio']:.2f} |"
+            f"| {r['device']} | {r['loss']} | {r.get('shape', '')} | {r['peer']} | {_ms(r['ours_ms'])} | "
+            f"{_ms(r['peer_ms'])} | {r['time_ratio']:.2f} | {_mib(r['ours_saved_MiB'])} | "
+            f"{_mib(r['peer_saved_MiB'])} | {r['saved_ratio']:.2f} |"
         )
         if "peak_ratio" in r:
             line += f" {r['peak_ratio']:.2f} |"
         lines.append(line)
+    if skipped:
+        lines += ["", "Not measured in this run (functional not available when it ran):"]
+        lines += [f"- {s}" for s in skipped]
     return "\n".join(lines) + "\n" + NOTES
+
+
+def _ms(v: float) -> str:
+    return f"{v:.1f}" if v >= 1 else f"{v:.3f}"
+
+
+def _mib(v: float) -> str:
+    return f"{v:.1f}" if v >= 1 or v == 0 else f"{v:.3f}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -432,14 +565,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--only", nargs="*", default=None, help="substring filter on case names")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     args = parser.parse_args(argv)
     if args.repeats < 5:
         parser.error("--repeats must be ≥ 5")
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cases = [c for c in build_cases() if not args.only or any(s in c.name for s in args.only)]
-    rows = measure(cases, args.batch, args.classes, args.repeats, torch.device("cpu"))
+    rows, skipped = measure(cases, args.batch, args.classes, args.repeats, torch.device("cpu"))
     if torch.cuda.is_available():
-        rows += measure(cases, args.batch, args.classes, args.repeats, torch.device("cuda"))
+        rows += measure(cases, args.batch, args.classes, args.repeats, torch.device("cuda"))[0]
     meta = {
         "batch": args.batch,
         "classes": args.classes,
@@ -449,8 +584,9 @@ def main(argv: list[str] | None = None) -> None:
         + f", torch {torch.__version__}",
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "losses_speed.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    (args.out / "losses_speed.md").write_text(markdown(rows, meta))
+    payload = {"meta": meta, "rows": rows, "skipped": skipped}
+    (args.out / "losses_speed.json").write_text(json.dumps(payload, indent=1))
+    (args.out / "losses_speed.md").write_text(markdown(rows, meta, skipped))
 
 
 if __name__ == "__main__":

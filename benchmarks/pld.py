@@ -60,7 +60,8 @@ def run(
     epochs: int,
     temperature: float,
     pool: int,
-    weight_decay: float = 1e-4,
+    weight_decay: float = 0.0,
+    l2_reg: float = 3e-2,
     inline: bool | None = None,
     evaluate: bool = True,
     data: dict | None = None,
@@ -75,6 +76,7 @@ def run(
         num_layers=3,
         lr=1e-2,
         weight_decay=weight_decay,
+        l2_reg=l2_reg,
         **({} if inline is None else {"pld_inline": inline}),
     )
     timer = EpochTimer()
@@ -98,6 +100,8 @@ def run(
         "method": f"pld τ={temperature:g}" if pld else "uniform",
         "temperature": temperature if pld else None,
         "weight_decay": weight_decay,
+        "l2_reg": l2_reg,
+        "reg": _reg(weight_decay, l2_reg),
         "pool": pool,
         "epoch_time_median": statistics.median(timer.times[2:] or timer.times),
         "noisy_share_curve": timer.noisy,
@@ -111,7 +115,15 @@ def run(
     return out
 
 
-def effect(args, rows: list, noises, weight_decay: float) -> None:
+def _reg(weight_decay: float, l2_reg: float) -> str:
+    parts = [
+        f"l2 {l2_reg:g}" if l2_reg else "",
+        f"Adam wd {weight_decay:g}" if weight_decay else "",
+    ]
+    return " + ".join(p for p in parts if p) or "none"
+
+
+def effect(args, rows: list, noises, weight_decay: float, l2_reg: float) -> None:
     for noise in noises:
         for seed in range(args.seeds):
             for tau in (None, *args.temperature):
@@ -124,11 +136,12 @@ def effect(args, rows: list, noises, weight_decay: float) -> None:
                     temperature=tau or 1.0,
                     pool=args.pool,
                     weight_decay=weight_decay,
+                    l2_reg=l2_reg,
                     inline=args.inline,
                 )
                 rows.append(r)
                 print(
-                    f"wd={weight_decay:g} noise={noise} seed={seed} {r['method']:10s} "
+                    f"{r['reg']} noise={noise} seed={seed} {r['method']:10s} "
                     f"R@20={r['recall@20']:.4f} "
                     f"N@20={r['ndcg@20']:.4f} noisy={r['noisy_share_last']:.3f} "
                     f"t={r['epoch_time_median']:.3f}s",
@@ -159,6 +172,7 @@ def overhead(args) -> list:
                     pool=args.pool,
                     inline=inline,
                     weight_decay=args.weight_decay,
+                    l2_reg=args.l2_reg,
                     evaluate=False,
                 )
                 times["pld" if pld else "uniform"].append(r["epoch_time_median"])
@@ -173,13 +187,11 @@ def summarise(rows: list) -> list:
     table = []
     keys = []
     for r in rows:
-        key = (r["weight_decay"], r["noise"], r["method"])
+        key = (r["reg"], r["noise"], r["method"])
         if key not in keys:
             keys.append(key)
-    for wd, noise, method in keys:
-        sel = [
-            r for r in rows if (r["weight_decay"], r["noise"], r["method"]) == (wd, noise, method)
-        ]
+    for reg, noise, method in keys:
+        sel = [r for r in rows if (r["reg"], r["noise"], r["method"]) == (reg, noise, method)]
 
         def ms(key, sel=sel):
             vals = [r[key] for r in sel]
@@ -187,7 +199,7 @@ def summarise(rows: list) -> list:
 
         table.append(
             {
-                "weight_decay": wd,
+                "reg": reg,
                 "noise": noise,
                 "method": method,
                 "n": len(sel),
@@ -200,13 +212,13 @@ def summarise(rows: list) -> list:
     return table
 
 
-def plot(rows: list, weight_decay: float, path: Path) -> None:
+def plot(rows: list, reg: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in rows if r["weight_decay"] == weight_decay]
+    rows = [r for r in rows if r["reg"] == reg]
     methods = list(dict.fromkeys(r["method"] for r in rows))
     noises = sorted({r["noise"] for r in rows})
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -228,7 +240,7 @@ def plot(rows: list, weight_decay: float, path: Path) -> None:
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel("noisy share of trained positives")
     axes[0].legend(fontsize=7, ncol=len(noises))
-    table = [t for t in summarise(rows) if t["weight_decay"] == weight_decay]
+    table = [t for t in summarise(rows) if t["reg"] == reg]
     width = 1.6
     for mi, method in enumerate(methods):
         sel = [t for t in table if t["method"] == method]
@@ -247,8 +259,7 @@ def plot(rows: list, weight_decay: float, path: Path) -> None:
     axes[1].legend(fontsize=8)
     model = rows[0]["model"].upper() if rows else ""
     fig.suptitle(
-        f"PLD vs uniform sampling — {model} + BPR (weight decay {weight_decay:g}), "
-        "mean ± sd over seeds"
+        f"PLD vs uniform sampling — {model} + BPR (regularisation: {reg}), mean ± sd over seeds"
     )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -262,14 +273,14 @@ def markdown(table: list, over: list, args) -> str:
         "among the positives actually trained on (last epoch / mean over epochs). Test positives "
         "are clean; full ranking over all items, training and validation items excluded.",
         "",
-        "| weight decay | noise | method | Recall@20 | NDCG@20 | noisy share (last) "
+        "| regularisation | noise | method | Recall@20 | NDCG@20 | noisy share (last) "
         "| noisy share (mean) |",
         "|---|---|---|---|---|---|---|",
     ]
     f = lambda v: f"{v[0]:.4f} ± {v[1]:.4f}"  # noqa: E731
     for t in table:
         lines.append(
-            f"| {t['weight_decay']:g} | {round(t['noise'] * 100)}% | {t['method']} | "
+            f"| {t['reg']} | {round(t['noise'] * 100)}% | {t['method']} | "
             f"{f(t['recall@20'])} | {f(t['ndcg@20'])} | {f(t['noisy_share_last'])} | "
             f"{f(t['noisy_share_mean'])} |"
         )
@@ -298,13 +309,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--temperature", type=float, nargs="+", default=[0.2, 0.5])
     parser.add_argument("--pool", type=int, default=5)
-    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay")
+    parser.add_argument(
+        "--l2-reg", type=float, default=3e-2, help="per-batch L2 (the recipes' default)"
+    )
     parser.add_argument(
         "--ablation-weight-decay",
         type=float,
         nargs="*",
-        default=[0.0],
-        help="extra weight decays run at 20%% noise only (the un-regularised DYNAMICS setting)",
+        default=[1e-4],
+        help="Adam weight decays (without the per-batch L2) run at 20%% noise only",
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--overhead-epochs", type=int, default=8)
@@ -337,9 +351,9 @@ def main() -> None:
     if args.only_overhead:  # re-measure timings, keep the effect runs of the previous run
         rows = json.loads(Path(f"{out}.json").read_text())["runs"]
     else:
-        effect(args, rows, args.noise, args.weight_decay)
+        effect(args, rows, args.noise, args.weight_decay, args.l2_reg)
         for wd in args.ablation_weight_decay:
-            effect(args, rows, [0.2], wd)
+            effect(args, rows, [0.2], wd, 0.0)
     over = [] if args.skip_overhead else overhead(args)
     table = summarise(rows)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -347,7 +361,7 @@ def main() -> None:
     Path(f"{out}.json").write_text(json.dumps(payload, indent=1))
     Path(f"{out}.md").write_text(markdown(table, over, args))
     if not args.quick:
-        plot(rows, args.weight_decay, Path(args.plot))
+        plot(rows, _reg(args.weight_decay, args.l2_reg), Path(args.plot))
     print(markdown(table, over, args))
 
 

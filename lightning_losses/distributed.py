@@ -1,13 +1,13 @@
 """Distributed helpers: rank/world queries and gathers that losses and callbacks share.
 
-Semantics of :func:`all_gather_with_grad`: every rank receives the concatenation of all ranks'
-tensors (first dimension, sizes may differ); in backward, the gradient that *every* rank's loss
-sends to a shard is summed onto the rank that owns it (an all-reduce of the gathered gradient).
-Under DDP, which averages parameter gradients over ranks, a loss computed on the gathered
-batch therefore gets exactly the gradient of the single-process loss on the concatenated
-batch (tested with 2 gloo ranks in ``tests/distributed``).
+Semantics of [`all_gather_with_grad`][lightning_losses.distributed.all_gather_with_grad]: every
+rank receives the concatenation of all ranks' tensors (first dimension, sizes may differ); in
+backward, the gradient that *every* rank's loss sends to a shard is summed onto the rank that owns
+it (an all-reduce of the gathered gradient). Under DDP, which averages parameter gradients over
+ranks, a loss computed on the gathered batch therefore gets exactly the gradient of the
+single-process loss on the concatenated batch (tested with 2 gloo ranks in `tests/distributed`).
 
-Everything degrades to the identity when ``torch.distributed`` is not initialised.
+Everything degrades to the identity when `torch.distributed` is not initialised.
 """
 
 from __future__ import annotations
@@ -29,17 +29,41 @@ __all__ = [
 
 
 def is_distributed() -> bool:
-    """True when ``torch.distributed`` is available, initialised and has more than one rank."""
+    """True when `torch.distributed` is available, initialised and has more than one rank.
+
+    Example:
+        >>> from lightning_losses.distributed import is_distributed
+        >>> is_distributed()  # a plain process
+        False
+    """
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def get_rank(group: ProcessGroup | None = None) -> int:
-    """This process's rank in ``group`` (0 when not distributed)."""
+    """This process's rank in `group` (0 when not distributed).
+
+    Args:
+        group: process group (default: the world).
+
+    Example:
+        >>> from lightning_losses.distributed import get_rank
+        >>> get_rank()
+        0
+    """
     return dist.get_rank(group) if dist.is_available() and dist.is_initialized() else 0
 
 
 def get_world_size(group: ProcessGroup | None = None) -> int:
-    """Number of ranks in ``group`` (1 when not distributed)."""
+    """Number of ranks in `group` (1 when not distributed).
+
+    Args:
+        group: process group (default: the world).
+
+    Example:
+        >>> from lightning_losses.distributed import get_world_size
+        >>> get_world_size()
+        1
+    """
     return dist.get_world_size(group) if dist.is_available() and dist.is_initialized() else 1
 
 
@@ -81,17 +105,18 @@ class _AllGatherWithGrad(torch.autograd.Function):
 
 
 def all_gather_with_grad(tensor: Tensor, group: ProcessGroup | None = None) -> Tensor:
-    """Concatenate ``tensor`` from every rank along dim 0, with gradients flowing back.
+    """Concatenate `tensor` from every rank along dim 0, with gradients flowing back.
 
     Shards may have different first dimensions. The result is ordered by rank. Identity when
-    not distributed.
+    not distributed. In backward, each rank receives the sum over ranks of the gradient sent to
+    its shard, so a loss on the gathered batch under DDP gets the single-process gradient.
 
     Args:
-        tensor: the local shard ``[n_local, *]``.
+        tensor: the local shard `[n_local, *]`.
         group: process group (default: the world).
 
     Returns:
-        ``[n_total, *]``, the concatenation over ranks.
+        `[n_total, *]`, the concatenation over ranks, rank 0's shard first.
 
     Example:
         >>> import torch
@@ -106,14 +131,42 @@ def all_gather_with_grad(tensor: Tensor, group: ProcessGroup | None = None) -> T
 
 @torch.no_grad()
 def all_gather_no_grad(tensor: Tensor, group: ProcessGroup | None = None) -> Tensor:
-    """Detached concatenation of ``tensor`` over ranks (dim 0, uneven sizes allowed)."""
+    """Detached concatenation of `tensor` over ranks (dim 0, uneven sizes allowed).
+
+    Args:
+        tensor: the local shard `[n_local, *]`.
+        group: process group (default: the world).
+
+    Returns:
+        `[n_total, *]`, detached, ordered by rank (the detached input when not distributed).
+
+    Example:
+        >>> import torch
+        >>> from lightning_losses.distributed import all_gather_no_grad
+        >>> all_gather_no_grad(torch.ones(2, requires_grad=True)).requires_grad
+        False
+    """
     if not is_distributed() and group is None:
         return tensor.detach()
     return _gather_padded(tensor.detach(), _gather_sizes(tensor, group), group)
 
 
 def all_reduce_sum(tensor: Tensor, group: ProcessGroup | None = None) -> Tensor:
-    """In-place SUM all-reduce (no-op when not distributed); returns ``tensor``."""
+    """In-place SUM all-reduce over ranks (a no-op when not distributed).
+
+    Args:
+        tensor: reduced in place.
+        group: process group (default: the world).
+
+    Returns:
+        `tensor` itself, now holding the sum over ranks.
+
+    Example:
+        >>> import torch
+        >>> from lightning_losses.distributed import all_reduce_sum
+        >>> all_reduce_sum(torch.tensor([1.0, 2.0]))
+        tensor([1., 2.])
+    """
     if is_distributed() or group is not None:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=group)
     return tensor

@@ -1,66 +1,25 @@
-"""Every functional loss of the catalog: ``import lightning_losses.functional as LF``.
+"""Every functional loss of the catalog: `import lightning_losses.functional as LF`.
 
-The modules in :mod:`lightning_losses.losses` store hyperparameters and call these functions;
-the math lives once, here re-exported from its family module.
+The modules in [lightning_losses.losses][] store hyperparameters and call these functions; the
+math lives once, in each loss's own module. The list is derived, not kept by hand: the public
+functions (lower-case names) that each family package exports, which include every registered
+class's `functional` (checked in `tests/losses/test_contract.py`).
 """
 
-from lightning_losses.losses.calibration import dual_focal_loss, encouraging_loss
-from lightning_losses.losses.classification import (
-    cross_entropy,
-    focal_loss,
-    logit_adjusted_loss,
-    one_vs_rest_loss,
-    poly_focal_loss,
-    poly_loss,
-    sigmoid_focal_loss,
-    spherical_z_loss,
-    squentropy_loss,
-    stablemax_cross_entropy,
-)
-from lightning_losses.losses.language import z_loss
-from lightning_losses.losses.ranking import (
-    bce_rec_loss,
-    bpr_loss,
-    cosine_contrastive_loss,
-    sampled_softmax_loss,
-)
-from lightning_losses.losses.robust import (
-    active_passive_loss,
-    comp_sum_loss,
-    generalized_cross_entropy,
-    ldr_kl_loss,
-    mean_absolute_error_loss,
-    normalized_cross_entropy,
-    normalized_focal_loss,
-    reverse_cross_entropy,
-    symmetric_cross_entropy,
-)
+from lightning_losses.losses import calibration, classification, language, ranking, robust
+from lightning_losses.losses.calibration import *  # noqa: F403
+from lightning_losses.losses.classification import *  # noqa: F403
+from lightning_losses.losses.language import *  # noqa: F403
+from lightning_losses.losses.ranking import *  # noqa: F403
+from lightning_losses.losses.robust import *  # noqa: F403
 
-__all__ = [
-    "active_passive_loss",
-    "bce_rec_loss",
-    "bpr_loss",
-    "comp_sum_loss",
-    "cosine_contrastive_loss",
-    "cross_entropy",
-    "dual_focal_loss",
-    "encouraging_loss",
-    "focal_loss",
-    "generalized_cross_entropy",
-    "ldr_kl_loss",
-    "logit_adjusted_loss",
-    "mean_absolute_error_loss",
-    "normalized_cross_entropy",
-    "normalized_focal_loss",
-    "one_vs_rest_loss",
-    "poly_focal_loss",
-    "poly_loss",
-    "reverse_cross_entropy",
-    "sampled_softmax_loss",
-    "sigmoid_focal_loss",
-    "spherical_z_loss",
-    "squentropy_loss",
-    "stablemax_cross_entropy",
-    "symmetric_cross_entropy",
-    "z_loss",
-]
+__all__ = sorted(
+    name
+    for family in (classification, robust, calibration, ranking, language)
+    for name in family.__all__
+    if name[:1].islower()
+)
+# Only the functions are public here; the classes live in `lightning_losses.losses`.
+for _name in [n for n in dir() if n[:1].isupper()]:
+    del globals()[_name]
+del _name, calibration, classification, language, ranking, robust

@@ -1,180 +1,91 @@
-"""Loss registry: ``register_loss`` / ``get_loss`` / ``list_losses``.
+"""Loss registry: `register_loss` / `get_loss` / `get_loss_class` / `list_losses`.
 
-Every loss registers a short name together with a *spec* that tells family-agnostic tests how to
-drive it (how to build a small valid input, which hyperparameters are invalid, whether it takes
-``ignore_index``). This is what lets the contract tests in ``tests/losses/test_contract.py``
-cover every loss added later without a line of new test code.
+The registry maps short names (and aliases, and class names) to loss classes. It is a leaf
+module: it imports no loss, the loss modules import it to register themselves, and the package
+`lightning_losses` imports every built-in loss, so any `lightning_losses.*` import fills it.
+What the classes declare about themselves (`input_kind`, `functional`, `target_arg`) stays on
+the class; how tests drive each loss lives in `tests/losses/specs/`.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
-__all__ = [
-    "LossExample",
-    "LossSpec",
-    "get_loss",
-    "get_loss_spec",
-    "list_losses",
-    "register_loss",
-]
+__all__ = ["get_loss", "get_loss_class", "list_losses", "register_loss", "registered_losses"]
 
-
-@dataclass
-class LossExample:
-    """A small valid call of a loss, built by a spec's ``example`` function.
-
-    The loss is called as ``loss(*inputs, *targets, **kwargs)``.
-
-    Attributes:
-        inputs: differentiable floating-point inputs (logits, scores, embeddings). Contract tests
-            scale them to ±1e4, cast them to bf16 and run ``gradcheck`` on them.
-        targets: non-differentiable inputs (labels, masks, soft targets).
-        kwargs: extra keyword arguments for ``forward``.
-        class_target: index into ``targets`` of an integer class-index tensor whose entries may be
-            set to ``ignore_index`` or pushed out of range (``None`` when there is none).
-        num_classes: the valid label range of ``targets[class_target]`` is ``[0, num_classes)``.
-    """
-
-    inputs: tuple[Tensor, ...]
-    targets: tuple[Tensor, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    class_target: int | None = None
-    num_classes: int | None = None
-
-    def args(self) -> tuple[Tensor, ...]:
-        return (*self.inputs, *self.targets)
-
-
-ExampleFn = Callable[[int, int, torch.Generator], LossExample]
-
-
-@dataclass(frozen=True)
-class LossSpec:
-    """What the registry knows about one loss.
-
-    Attributes:
-        name: the short registry name (``get_loss(name)``).
-        cls: the ``nn.Module`` class.
-        functional: the functional form (same math, the class calls it).
-        example: ``example(batch_size, size, generator) -> LossExample``; ``size`` is the
-            family's second dimension (number of classes, embedding size, negatives, ...).
-        invalid_kwargs: constructor keyword sets that must raise ``ValueError``/``TypeError``.
-        ignore_index: whether the loss takes ``ignore_index`` on ``example.class_target``.
-        per_element: ``reduction="none"`` returns one value per element of a dense target
-            (``[N, *]``) rather than one per sample.
-        gradcheck: run float64 ``gradcheck`` (off only for losses whose gradient is
-            piecewise by design, with the reason in ``notes``).
-        min_size: the smallest ``size`` the example accepts.
-        family: the CATALOG.md family letter and name, for docs.
-        notes: free text for the docs table.
-    """
-
-    name: str
-    cls: type[nn.Module]
-    functional: Callable[..., Tensor] | None
-    example: ExampleFn
-    invalid_kwargs: tuple[dict[str, Any], ...] = ()
-    ignore_index: bool = False
-    per_element: bool = False
-    gradcheck: bool = True
-    min_size: int = 2
-    family: str = ""
-    notes: str = ""
-
-
-_REGISTRY: dict[str, LossSpec] = {}
+_REGISTRY: dict[str, type[nn.Module]] = {}
 _ALIASES: dict[str, str] = {}
+# Names given up so that coming families can use them (CATALOG.md): a clear message, not a guess.
+_RENAMED: dict[str, str] = {"nce": "normalized_ce", "mae": "prob_mae"}
 
 M = TypeVar("M", bound=type[nn.Module])
 
 
-def register_loss(
-    name: str,
-    *,
-    functional: Callable[..., Tensor] | None,
-    example: ExampleFn,
-    aliases: tuple[str, ...] = (),
-    invalid_kwargs: tuple[dict[str, Any], ...] = (),
-    ignore_index: bool = False,
-    per_element: bool = False,
-    gradcheck: bool = True,
-    min_size: int = 2,
-    family: str = "",
-    notes: str = "",
-) -> Callable[[M], M]:
-    """Class decorator that registers a loss module under ``name`` (and ``aliases``).
+def register_loss(name: str, *, aliases: tuple[str, ...] = ()):
+    """Class decorator registering a loss class under `name`, its `aliases` and its class name.
 
     Example:
-        >>> from torch import nn
+        >>> from lightning_losses.losses import Loss
         >>> from lightning_losses.registry import register_loss, get_loss
-        >>> from lightning_losses.losses.examples import classification_example
-        >>> @register_loss("my_ce_doc", functional=None, example=classification_example)
-        ... class MyCE(nn.CrossEntropyLoss):
-        ...     pass
-        >>> type(get_loss("my_ce_doc")).__name__
-        'MyCE'
+        >>> def my_loss(input, target, *, reduction="mean", validate_args=True):
+        ...     return (input - target).abs().mean()
+        >>> @register_loss("my_l1_doc")
+        ... class MyL1Loss(Loss):
+        ...     functional = staticmethod(my_loss)
+        >>> type(get_loss("my_l1_doc")).__name__, type(get_loss("MyL1Loss")).__name__
+        ('MyL1Loss', 'MyL1Loss')
     """
 
     def decorator(cls: M) -> M:
-        for key in (name, *aliases):
-            if key in _REGISTRY or key in _ALIASES:
-                existing = get_loss_spec(key).cls
-                if existing is not cls and existing.__qualname__ != cls.__qualname__:
-                    raise ValueError(f"loss name {key!r} is already registered to {existing}")
-        spec = LossSpec(
-            name=name,
-            cls=cls,
-            functional=functional,
-            example=example,
-            invalid_kwargs=tuple(invalid_kwargs),
-            ignore_index=ignore_index,
-            per_element=per_element,
-            gradcheck=gradcheck,
-            min_size=min_size,
-            family=family,
-            notes=notes,
-        )
-        _REGISTRY[name] = spec
-        for alias in aliases:
-            _ALIASES[alias] = name
+        for key in (name, *aliases, cls.__name__):
+            existing = _lookup(key)
+            if (
+                existing is not None
+                and existing is not cls
+                and existing.__qualname__ != cls.__qualname__
+            ):
+                raise ValueError(f"loss name {key!r} is already registered to {existing}")
+        _REGISTRY[name] = cls
+        for alias in (*aliases, cls.__name__):
+            if alias != name:
+                _ALIASES[alias] = name
         cls.registry_name = name  # type: ignore[attr-defined]
         return cls
 
     return decorator
 
 
-def _ensure_builtin_losses_loaded() -> None:
-    # Importing the package registers every built-in loss; done lazily so that
-    # `registry` itself has no import-time dependency on the loss modules.
-    import lightning_losses.losses  # noqa: F401
+def _lookup(key: str) -> type[nn.Module] | None:
+    return _REGISTRY.get(_ALIASES.get(key, key))
 
 
-def get_loss_spec(name: str) -> LossSpec:
-    """Return the :class:`LossSpec` registered under ``name`` (or an alias)."""
-    _ensure_builtin_losses_loaded()
+def get_loss_class(name: str) -> type[nn.Module]:
+    """The loss class registered under `name` (a short name, an alias or the class name).
+
+    Raises:
+        TypeError: `name` is not a string.
+        KeyError: unknown name; the message lists the closest registered names, or the new name
+            of a renamed loss.
+    """
     if not isinstance(name, str):
         raise TypeError(f"loss name must be a str, got {type(name).__name__}")
-    key = _ALIASES.get(name, name)
-    if key not in _REGISTRY:
-        candidates = sorted(set(_REGISTRY) | set(_ALIASES))
-        close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.5)
-        hint = f" Closest registered names: {close}." if close else ""
-        raise KeyError(
-            f"No loss registered under {name!r}.{hint} Use list_losses() to see all names."
-        )
-    return _REGISTRY[key]
+    cls = _lookup(name)
+    if cls is not None:
+        return cls
+    if name in _RENAMED:
+        raise KeyError(f"the loss {name!r} was renamed to {_RENAMED[name]!r}")
+    candidates = sorted(set(_REGISTRY) | set(_ALIASES))
+    close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.5)
+    hint = f" Closest registered names: {close}." if close else ""
+    raise KeyError(f"No loss registered under {name!r}.{hint} Use list_losses() to see all names.")
 
 
 def get_loss(name: str, **kwargs: Any) -> nn.Module:
-    """Build the loss registered under ``name`` with ``kwargs``.
+    """Build the loss registered under `name` (short name, alias or class name) with `kwargs`.
 
     Raises:
         KeyError: unknown name; the message lists the closest registered names.
@@ -185,12 +96,21 @@ def get_loss(name: str, **kwargs: Any) -> nn.Module:
         >>> loss = get_loss("poly", epsilon=1.0)
         >>> loss(torch.zeros(2, 3), torch.tensor([0, 2]))
         tensor(1.7653)
+        >>> get_loss("FocalLoss", gamma=2.0)
+        FocalLoss(gamma=2.0, alpha=None, weight=None, ignore_index=-100, reduction='mean')
     """
-    return get_loss_spec(name).cls(**kwargs)
+    return get_loss_class(name)(**kwargs)
+
+
+def registered_losses() -> dict[str, type[nn.Module]]:
+    """Every registered loss class by its short name (no aliases), sorted by name."""
+    return dict(sorted(_REGISTRY.items()))
 
 
 def list_losses(pattern: str = "*", *, include_aliases: bool = False) -> list[str]:
-    """Sorted registered names matching a shell-style ``pattern`` (``list_losses("*focal*")``)."""
-    _ensure_builtin_losses_loaded()
+    """Sorted registered names matching a shell-style `pattern` (`list_losses("*focal*")`).
+
+    With `include_aliases`, aliases and class names are listed too.
+    """
     names = set(_REGISTRY) | (set(_ALIASES) if include_aliases else set())
     return sorted(n for n in names if fnmatch.fnmatch(n, pattern))

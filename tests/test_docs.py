@@ -1,10 +1,18 @@
-"""`make docs` (mkdocs --strict) builds: every page in the nav exists and every API block resolves."""
+"""`make docs` (mkdocs --strict) builds, and the built API reference reads as intended.
+
+One build (module fixture) serves every check: the strict build itself (every page in the nav
+exists, every API block resolves, every cross-reference lands), doctests rendered as code rather
+than nested blockquotes, no docstring line turned into a heading, and no remote script or
+stylesheet in any page.
+"""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -12,15 +20,115 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
-def test_docs_build_strict(tmp_path):
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
     mkdocs = shutil.which("mkdocs", path=str(Path(sys.executable).parent))
     assert mkdocs, "mkdocs is part of the [docs] extra installed by `make test`"
+    out = tmp_path_factory.mktemp("site")
     proc = subprocess.run(
-        [mkdocs, "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        [mkdocs, "build", "--strict", "--site-dir", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out
+
+
+def _api_pages(site: Path) -> list[Path]:
+    pages = sorted((site / "api").rglob("index.html"))
+    assert pages, "no API pages were built"
+    return pages
+
+
+class _DocstringStructure(HTMLParser):
+    """Headings and blockquotes that appear inside a rendered docstring (`.doc-contents`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.div_stack: list[bool] = []  # per open <div>: is it a .doc-contents?
+        self.stray_headings: list[str] = []
+        self.blockquotes = 0
+        self._in_heading: str | None = None
+
+    def _inside(self) -> bool:
+        return any(self.div_stack)
+
+    def handle_starttag(self, tag, attrs):
+        classes = (dict(attrs).get("class") or "").split()
+        if tag == "div":
+            self.div_stack.append("doc-contents" in classes)
+        elif self._inside() and re.fullmatch(r"h[1-6]", tag) and "doc-heading" not in classes:
+            self._in_heading = tag
+            self.stray_headings.append(f"<{tag}>")
+        elif self._inside() and tag == "blockquote":
+            self.blockquotes += 1
+
+    def handle_endtag(self, tag):
+        if tag == "div" and self.div_stack:
+            self.div_stack.pop()
+        elif tag == self._in_heading:
+            self._in_heading = None
+
+    def handle_data(self, data):
+        if self._in_heading and self.stray_headings:
+            self.stray_headings[-1] += data.strip()
+
+
+@pytest.mark.slow
+def test_docs_build_strict(site):
+    assert (site / "index.html").is_file()
+    assert (site / "where-things-go" / "index.html").is_file()
+    assert not (site / "_ext").exists(), "build helpers must not be published"
+
+
+@pytest.mark.slow
+def test_api_docstrings_render_examples_as_code_and_add_no_headings(site):
+    problems = []
+    for page in _api_pages(site):
+        parser = _DocstringStructure()
+        parser.feed(page.read_text(encoding="utf-8"))
+        name = page.parent.relative_to(site)
+        if parser.blockquotes:
+            problems.append(
+                f"{name}: {parser.blockquotes} blockquote(s) in docstrings (a doctest?)"
+            )
+        if parser.stray_headings:
+            problems.append(f"{name}: docstring lines rendered as headings {parser.stray_headings}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_api_examples_are_highlighted_code(site):
+    html = (site / "api" / "distributed" / "index.html").read_text(encoding="utf-8")
+    # Pygments marks the `>>>` prompt as a `gp` token inside a highlighted code block (pycon).
+    assert re.search(
+        r'<div class="[^"]*highlight[^"]*"><pre>.*?<span class="gp">&gt;&gt;&gt; ', html, re.S
+    )
+
+
+@pytest.mark.slow
+def test_built_site_loads_nothing_remote(site):
+    tags = re.compile(r"<(?:script|link)\b[^>]*>", re.I)
+    remote = re.compile(r"""\b(?:src|href)\s*=\s*["']?(?:https?:)?//""", re.I)
+    offenders = {}
+    for page in sorted(site.rglob("*.html")):
+        hits = [
+            tag
+            for tag in tags.findall(page.read_text(encoding="utf-8"))
+            if remote.search(tag)
+            # a <link> loads something only as a stylesheet / preload (not rel=canonical etc.)
+            and (tag.lower().startswith("<script") or re.search(r"stylesheet|preload", tag, re.I))
+        ]
+        if hits:
+            offenders[str(page.relative_to(site))] = hits
+    assert not offenders, offenders
+
+
+@pytest.mark.slow
+def test_math_is_left_for_the_bundled_katex(site):
+    html = (site / "guide" / "contract" / "index.html").read_text(encoding="utf-8")
+    assert "assets/katex/katex.min.js" in html and "assets/katex/katex.min.css" in html
+    api = (site / "api" / "losses" / "index.html").read_text(encoding="utf-8")
+    assert 'class="arithmatex"' in api, "no math found in the losses API page"

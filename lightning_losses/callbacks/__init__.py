@@ -1,18 +1,22 @@
-"""Callbacks for dynamic training behaviours, all following :mod:`lightning_losses.callbacks.base`."""
+"""Callbacks for dynamic training behaviours, all built on `lightning_losses.callbacks.base`."""
 
 from lightning_losses.callbacks.base import (
-    AuxGradientHandler,
     BehaviourCallback,
+    GradientHandler,
+    Role,
     SampleWeighter,
 )
-from lightning_losses.callbacks.pld import PLDResampling
+from lightning_losses.callbacks.pld import PLDResampling, PLDScorer, pld_select
 from lightning_losses.callbacks.reweighting import LossReweighting, loss_weights
 
 __all__ = [
-    "AuxGradientHandler",
     "BehaviourCallback",
+    "GradientHandler",
     "LossReweighting",
     "PLDResampling",
+    "PLDScorer",
+    "Role",
     "SampleWeighter",
     "loss_weights",
+    "pld_select",
 ]

@@ -1,70 +1,114 @@
 r"""PLD: resample the positive to train on from the user's Personal Loss Distribution.
 
-Paper: *Personalized Denoising Implicit Feedback for Robust Recommender System*
-(Zhang et al., WWW 2025, arXiv:2502.00348). Spec: DYNAMICS.md §3.
+Paper: *Personalized Denoising Implicit Feedback for Robust Recommender System* (Zhang et al.,
+WWW 2025, arXiv:2502.00348). Spec: DYNAMICS.md §3.
 
 Noisy implicit interactions overlap with clean ones in the *global* loss distribution but stand
-out inside each user's own one. Every iteration, each training instance carries a pool of ``k``
-of its user's observed positives; PLD scores each candidate's loss with the current model (no
-grad) and draws the positive to train on with probability
+out inside each user's own one. Every iteration, each training instance carries a pool of `k` of
+its user's observed positives; PLD scores each candidate's loss with the current model (no grad)
+and draws the positive to train on with probability
 
-.. math:: P(i \mid u) = \frac{\exp(-\ell_{ui}/\tau)}{\sum_{i' \in C_u}\exp(-\ell_{ui'}/\tau)},
+$$
+P(i \mid u) = \frac{\exp(-\ell_{ui}/\tau)}{\sum_{i' \in C_u}\exp(-\ell_{ui'}/\tau)},
+$$
 
-so likely-noisy (high-loss) interactions are optimised less. ``τ → ∞`` is uniform sampling
-(standard training), ``τ → 0`` always picks the lowest-loss candidate.
+so likely-noisy (high-loss) interactions are optimised less. $\tau \to \infty$ is uniform sampling
+(standard training), $\tau \to 0$ always picks the lowest-loss candidate. A non-finite candidate
+loss (NaN or $\pm\infty$) gets probability 0; a row with no finite candidate falls back to the
+uniform distribution over its pool.
 
-Batch schema (a dict, rewritten in place)::
+Batch schema (a dict, rewritten in place):
 
-    user        LongTensor[B]       user ids
-    cand_items  LongTensor[B, k]    candidate pool: k of the user's observed positives
-    neg_item    LongTensor[B] or [B, K]  sampled negatives (the same j scores and trains)
-    pos_item    LongTensor[B]       the positive to train on; the data side puts a uniform
-                                    choice here, PLD overwrites it
-    cand_noisy  BoolTensor[B, k]    optional: known-noisy flags (synthetic data)
-    pos_is_noisy BoolTensor[B]      optional: written by PLD when ``cand_noisy`` is present
+- `user`: `LongTensor[B]`, user ids;
+- `cand_items`: `LongTensor[B, k]`, the candidate pool (k of the user's observed positives);
+- `neg_item`: `LongTensor[B]` or `[B, K]`, sampled negatives (the same j scores and trains);
+- `pos_item`: `LongTensor[B]`, the positive to train on: the data side puts a uniform choice
+  here, PLD overwrites it;
+- `cand_noisy`: optional `BoolTensor[B, k]`, known-noisy flags (synthetic data);
+- `pos_is_noisy`: `BoolTensor[B]`, written by PLD when `cand_noisy` is present.
 
 Why a batch rewrite (DYNAMICS option (a)) rather than a sampler: a sampler runs in the data
 workers, which have no access to the current model, and the candidate losses must come from the
-model being trained *at this step*. ``on_train_batch_start`` sees the model and the batch, keeps
-the data pipeline model-free, and works unchanged for any module that implements one method:
+model being trained *at this step*. `on_train_batch_start` sees the model and the batch, keeps
+the data pipeline model-free, and works for any module that implements the small
+[PLDScorer][lightning_losses.callbacks.pld.PLDScorer] interface:
 
-* ``pl_module.pld_candidate_losses(batch) -> Tensor[B, k]`` — the per-candidate training loss
-  (same negatives as for training). The callback calls it under ``torch.no_grad()`` with the
-  module in eval mode (restored afterwards).
-
-Option (b), for models whose scoring is expensive (LightGCN's graph propagation): a module that
-sets ``pld_inline = True`` computes the candidate losses itself inside ``training_step`` from the
-embeddings of its one propagation and calls ``self.pld.select(batch, losses)`` (the callback is
-attached as ``pl_module.pld``). The callback then does nothing in ``on_train_batch_start`` and
-checks at ``on_train_batch_end`` that ``select`` was called.
+- `pld_candidate_losses(batch, *reuse) -> Tensor[B, k]`: the per-candidate training loss (same
+  negatives as for training). Option (a): the callback calls it (without `reuse`) in
+  `on_train_batch_start` under [BehaviourCallback.scoring][lightning_losses.callbacks.base.BehaviourCallback.scoring]
+  (eval mode, no grad, mode restored).
+- `pld_inline: bool` (optional, default `False`). Option (b), for models whose scoring is
+  expensive (LightGCN's graph propagation): with `pld_inline = True` the module calls
+  [pld_select][lightning_losses.callbacks.pld.pld_select]`(self, batch, *reuse)` inside
+  `training_step`, handing over what its one forward computed (e.g. the embedding tables);
+  `pld_select` scores the pool with `pld_candidate_losses(batch, *reuse)` under `no_grad` and
+  rewrites the batch. The callback then does nothing in `on_train_batch_start` and raises at the
+  end of any step in which the module did not call it.
 
 Distributed: purely local. Every rank resamples its own users; the generator is seeded with
-``seed + global_rank`` so ranks draw from distinct streams; nothing is all-reduced except the
-logged diagnostics (``sync_dist`` at epoch end). The checkpoint holds every rank's generator
-state (gathered when the checkpoint is built), so a resumed run — single device or multi-rank on
-the same number of ranks — replays exactly the draws of an uninterrupted one; a rank with no saved
-state (resuming on more ranks) reseeds from ``(seed, rank, global_step)``. Under FSDP use option
-(b) (scoring inside the wrapped forward). Checkpoint state: the generator states and the
-configuration.
+`seed + global_rank` so ranks draw from distinct streams; nothing is all-reduced except the logged
+diagnostics (`sync_dist` at epoch end). The checkpoint holds every rank's generator state
+(gathered when the checkpoint is built), so a resumed run (single device, or multi-rank on the
+same number of ranks) replays exactly the draws of an uninterrupted one; a rank with no saved
+state reseeds from `(seed, rank, global_step)`. Under FSDP use option (b) (scoring inside the
+wrapped forward). Checkpoint state: the generator states and the configuration.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor
+from typing_extensions import override
 
-from lightning_losses.callbacks.base import (
-    BehaviourCallback,
-    generator_state,
-    restore_generator,
-)
+from lightning_losses.callbacks.base import BehaviourCallback
+from lightning_losses.losses._validation import check_int
+from lightning_losses.mixins.loss import Role
 
-__all__ = ["PLDResampling", "pld_entropy", "pld_probabilities", "pld_sample"]
+__all__ = [
+    "PLDResampling",
+    "PLDScorer",
+    "pld_entropy",
+    "pld_probabilities",
+    "pld_sample",
+    "pld_select",
+]
+
+
+@runtime_checkable
+class PLDScorer(Protocol):
+    """The model interface PLD needs: per-candidate training losses of a batch's pools.
+
+    Implement `pld_candidate_losses`; optionally set the class attribute `pld_inline = True` and
+    call [pld_select][lightning_losses.callbacks.pld.pld_select] from `training_step` to reuse the
+    step's own forward (option (b)). See the module docstring and docs/guide/pld.md.
+
+    Example:
+        >>> import torch
+        >>> from lightning_losses.callbacks.pld import PLDScorer
+        >>> class Scorer:
+        ...     def pld_candidate_losses(self, batch, *reuse):
+        ...         return batch["cand_items"].float()
+        >>> isinstance(Scorer(), PLDScorer)
+        True
+    """
+
+    def pld_candidate_losses(self, batch: MutableMapping[str, Tensor], *reuse: Any) -> Tensor:
+        """`[B, k]` training losses of the candidates `batch["cand_items"]`.
+
+        Args:
+            batch: the dict batch (see the module docstring).
+            *reuse: option (b) only: whatever the module passed to `pld_select` (e.g. the step's
+                embedding tables), so it need not run its forward again.
+
+        Returns:
+            The candidate losses; PLD detaches them.
+        """
+        ...
 
 
 def _check_losses(losses: Tensor) -> None:
@@ -83,41 +127,68 @@ def _check_temperature(temperature: float) -> float:
 
 
 def pld_probabilities(losses: Tensor, temperature: float) -> Tensor:
-    r"""Per-user resampling distribution :math:`\mathrm{softmax}(-\ell/\tau)` over the pool.
+    r"""Per-user resampling distribution $\mathrm{softmax}(-\ell/\tau)$ over the pool.
+
+    Non-finite losses (NaN, $\pm\infty$) get probability 0; a row without any finite loss gets
+    the uniform distribution over its `k` candidates.
 
     Args:
-        losses: candidate losses ``[B, k]`` (one row per training instance).
-        temperature: :math:`\tau > 0`; ``math.inf`` gives the uniform distribution.
+        losses: candidate losses `[B, k]` (one row per training instance).
+        temperature: $\tau > 0$; `math.inf` gives the uniform distribution (over the finite
+            candidates).
 
     Returns:
-        ``[B, k]`` probabilities (float32 or float64), each row summing to 1.
+        `[B, k]` probabilities (float32 or float64), each row summing to 1.
+
+    Raises:
+        TypeError: `losses` is not a floating tensor.
+        ValueError: `losses` is not `[B, k]` or `temperature` is not `> 0`.
 
     Example:
         >>> import torch
         >>> from lightning_losses.callbacks.pld import pld_probabilities
         >>> pld_probabilities(torch.tensor([[0.0, 0.6931]]), temperature=1.0)
         tensor([[0.6667, 0.3333]])
+        >>> pld_probabilities(torch.tensor([[0.0, float("nan")], [float("inf")] * 2]), 1.0)
+        tensor([[1.0000, 0.0000],
+                [0.5000, 0.5000]])
     """
     _check_losses(losses)
     temperature = _check_temperature(temperature)
     losses = losses.detach()
     if losses.dtype in (torch.float16, torch.bfloat16):
         losses = losses.float()
+    is_finite = torch.isfinite(losses)
+    # Rows with no finite candidate: every candidate counts, with equal logits (uniform).
+    finite = is_finite | ~is_finite.any(1, keepdim=True)
     if math.isinf(temperature):
-        return torch.full_like(losses, 1.0 / losses.shape[1])
-    return torch.softmax(-losses / temperature, dim=1)
+        logits = torch.zeros_like(losses)
+    else:
+        # Shift by the row's smallest finite loss (softmax is shift-invariant): the best
+        # candidate has logit 0, so a row never overflows to all -inf.
+        safe = torch.where(is_finite, losses, torch.zeros_like(losses))
+        low = torch.where(finite, safe, torch.full_like(safe, math.inf)).amin(1, keepdim=True)
+        logits = -(safe - low) / temperature
+    logits = logits.masked_fill(~finite, -math.inf)
+    return torch.softmax(logits, dim=1)
 
 
 def pld_sample(
     losses: Tensor, temperature: float, generator: torch.Generator | None = None
 ) -> Tensor:
-    """Draw one candidate index per row from :func:`pld_probabilities`.
+    """Draw one candidate index per row from `pld_probabilities`.
 
-    Inverse-CDF sampling with uniforms from ``generator`` (a CPU generator, moved to the
-    losses' device), so the draw is reproducible and device-independent.
+    Inverse-CDF sampling with uniforms from `generator` (a CPU generator, moved to the losses'
+    device), so the draw is reproducible and device-independent. A candidate with probability 0
+    is never drawn.
+
+    Args:
+        losses: candidate losses `[B, k]`.
+        temperature: $\\tau > 0$.
+        generator: the CPU generator to draw from (`None`: the global one).
 
     Returns:
-        ``LongTensor[B]`` indices into the pool.
+        `LongTensor[B]` indices into the pool.
 
     Example:
         >>> import torch
@@ -132,12 +203,24 @@ def pld_sample(
 def _sample_from(probs: Tensor, generator: torch.Generator | None) -> Tensor:
     u = torch.rand(probs.shape[0], 1, generator=generator, dtype=torch.float64)
     cdf = probs.to(torch.float64).cumsum(1)
-    idx = torch.searchsorted(cdf, u.to(cdf.device), right=True).squeeze(1)
-    return idx.clamp_max(probs.shape[1] - 1)
+    # Scale by the row total so rounding (total 1 - ε) cannot run past the last candidate.
+    u = u.to(cdf.device) * cdf[:, -1:]
+    idx = torch.searchsorted(cdf, u, right=True).squeeze(1)
+    # Never past the last candidate with a positive probability (it is then the only choice).
+    positions = torch.arange(probs.shape[1], device=probs.device)
+    last = torch.where(probs > 0, positions, 0).amax(1)
+    return torch.minimum(idx, last)
 
 
 def pld_entropy(probs: Tensor) -> Tensor:
-    """Mean entropy of the rows of ``probs``, normalised by ``log k`` (1 = uniform)."""
+    """Mean entropy of the rows of `probs`, normalised by `log k` (1 = uniform).
+
+    Args:
+        probs: `[B, k]` row distributions.
+
+    Returns:
+        A scalar tensor in `[0, 1]`.
+    """
     k = probs.shape[1]
     if k < 2:
         return probs.new_ones(())
@@ -145,22 +228,49 @@ def pld_entropy(probs: Tensor) -> Tensor:
     return ent.mean() / math.log(k)
 
 
-class PLDResampling(BehaviourCallback):
-    """Resample each instance's positive from its pool by the user's personal loss distribution.
+def pld_select(
+    pl_module: torch.nn.Module, batch: MutableMapping[str, Tensor], *reuse: Any
+) -> Tensor | None:
+    """Option (b): resample `batch` inside `training_step` with the step's own forward.
 
-    See the module docstring for the batch schema and the module interface.
+    Does nothing (returns `None`) when no [PLDResampling][lightning_losses.callbacks.PLDResampling]
+    is attached to `pl_module`, so a module can call it unconditionally. Otherwise it scores the
+    pool with `pl_module.pld_candidate_losses(batch, *reuse)` under `torch.no_grad()` (in the
+    module's current mode) and lets the callback draw and rewrite `batch["pos_item"]`.
 
     Args:
-        temperature: :math:`\\tau > 0` acting on *losses* (default 0.5, DYNAMICS' proposal for
-            BPR with loss scale ~0-3; sweep ``{0.05, 0.1, 0.5, 1}``). ``math.inf`` = uniform.
-        seed: base seed; rank ``r`` uses ``seed + r``.
-        start_epoch: train with the uniform choice before this epoch (PLD needs a model that
-            has learned something; 0 = from the start, as the paper).
+        pl_module: the module (a [PLDScorer][lightning_losses.callbacks.pld.PLDScorer]).
+        batch: the dict batch, rewritten in place.
+        *reuse: passed on to `pld_candidate_losses` (e.g. the step's embedding tables).
 
-    Logged (epoch means, ``sync_dist``): ``pld/entropy`` (normalised entropy of the resampling
-    distribution), ``pld/noisy_share`` (share of chosen positives that are known-noisy) and
-    ``pld/pool_noisy_share`` (the same share under uniform choice) when the batch has
-    ``cand_noisy``. :attr:`history` keeps the per-epoch values for benchmarks.
+    Returns:
+        The chosen pool indices `LongTensor[B]` (`-1` before `start_epoch`), or `None`.
+    """
+    pld = pl_module.__dict__.get(Role.PLD)
+    if pld is None:
+        return None
+    with torch.no_grad():
+        losses = pl_module.pld_candidate_losses(batch, *reuse)
+    return pld.select(batch, losses)
+
+
+class PLDResampling(BehaviourCallback):
+    r"""Resample each instance's positive from its pool by the user's personal loss distribution.
+
+    See the module docstring for the batch schema and the model interface
+    ([PLDScorer][lightning_losses.callbacks.pld.PLDScorer]).
+
+    Args:
+        temperature: $\tau > 0$ acting on *losses* (default 0.5, DYNAMICS' proposal for BPR with
+            loss scale ~0-3; sweep `{0.05, 0.1, 0.5, 1}`). `math.inf` = uniform.
+        seed: base seed; rank `r` uses `seed + r`.
+        start_epoch: train with the uniform choice before this epoch (PLD needs a model that has
+            learned something; 0 = from the start, as the paper).
+
+    Logged (epoch means, `sync_dist`): `pld/entropy` (normalised entropy of the resampling
+    distribution), `pld/noisy_share` (share of chosen positives that are known-noisy) and
+    `pld/pool_noisy_share` (the same share under uniform choice) when the batch has `cand_noisy`.
+    `history` keeps the per-epoch values for benchmarks.
 
     Example:
         >>> import torch
@@ -173,19 +283,16 @@ class PLDResampling(BehaviourCallback):
         tensor([8])
     """
 
-    role = "pld"
+    role = Role.PLD
     requires_loss_mixin = False
+    call_hint = (
+        "an inline module (pld_inline=True) must call pld_select(self, batch, ...) in training_step"
+    )
 
     def __init__(self, temperature: float = 0.5, seed: int = 0, start_epoch: int = 0) -> None:
-        super().__init__()
+        super().__init__(seed=seed)
         self.temperature = _check_temperature(temperature)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {seed!r}")
-        if isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or start_epoch < 0:
-            raise ValueError(f"start_epoch must be an int ≥ 0, got {start_epoch!r}")
-        self.seed = seed
-        self.start_epoch = start_epoch
-        self.generator = torch.Generator().manual_seed(seed)
+        self.start_epoch = check_int("start_epoch", start_epoch, low=0)
         self.history: list[dict[str, float]] = []
         self._active = True
         self._selected = False
@@ -193,20 +300,24 @@ class PLDResampling(BehaviourCallback):
 
     # ----------------------------------------------------------------------------- core
     def select(self, batch: MutableMapping[str, Tensor], losses: Tensor) -> Tensor:
-        """Draw one candidate per row and write ``batch["pos_item"]`` (and noise flags) in place.
+        """Draw one candidate per row and write `batch["pos_item"]` (and noise flags) in place.
 
         Args:
-            batch: dict batch with ``cand_items [B, k]`` (and optionally ``cand_noisy``).
-            losses: detached candidate losses ``[B, k]``.
+            batch: dict batch with `cand_items [B, k]` (and optionally `cand_noisy`).
+            losses: candidate losses `[B, k]` (detached here).
 
         Returns:
-            the chosen indices ``LongTensor[B]`` into the pool.
+            The chosen indices `LongTensor[B]` into the pool (`-1` before `start_epoch`).
+
+        Raises:
+            ValueError: no `cand_items`, or `losses` of another shape.
         """
         cand = batch.get("cand_items") if isinstance(batch, MutableMapping) else None
         if cand is None:
+            keys = sorted(batch) if hasattr(batch, "keys") else "-"
             raise ValueError(
                 "PLDResampling needs a dict batch with 'cand_items' [B, k]; got "
-                f"{type(batch).__name__} with keys {sorted(batch) if hasattr(batch, 'keys') else '-'}"
+                f"{type(batch).__name__} with keys {keys}"
             )
         if losses.shape != cand.shape:
             raise ValueError(
@@ -214,6 +325,7 @@ class PLDResampling(BehaviourCallback):
                 f"{tuple(cand.shape)}, got {tuple(losses.shape)}"
             )
         self._selected = True
+        self.notify_called()
         noisy = batch.get("cand_noisy")
         if not self._active:
             # Before start_epoch: keep the data side's uniform choice, only record statistics.
@@ -247,27 +359,23 @@ class PLDResampling(BehaviourCallback):
         self._counts[name] = self._counts.get(name, 0) + count
 
     # ------------------------------------------------------------------------- hooks
+    @override
     def check_module(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().check_module(trainer, pl_module)
-        inline = bool(getattr(pl_module, "pld_inline", False))
-        if not inline and not callable(getattr(pl_module, "pld_candidate_losses", None)):
+        if not callable(getattr(pl_module, "pld_candidate_losses", None)):
             raise TypeError(
-                f"PLDResampling needs {type(pl_module).__name__} to implement "
-                "`pld_candidate_losses(batch) -> Tensor[B, k]` (scored by the callback in "
-                "on_train_batch_start), or to set `pld_inline = True` and call "
-                "`self.pld.select(batch, losses)` inside training_step"
+                f"PLDResampling needs {type(pl_module).__name__} to implement the PLDScorer "
+                "interface: `pld_candidate_losses(batch, *reuse) -> Tensor[B, k]` (scored by the "
+                "callback in on_train_batch_start, or, with `pld_inline = True`, by "
+                "`pld_select(self, batch, *reuse)` called inside training_step)"
             )
 
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
-        if stage == "fit":
-            # Distinct stream per rank; a checkpoint restore (after setup) overrides this.
-            self.generator.manual_seed(self.seed + trainer.global_rank)
-
+    @override
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._active = trainer.current_epoch >= self.start_epoch
         self._reset_stats()
 
+    @override
     def on_train_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
     ) -> None:
@@ -282,24 +390,22 @@ class PLDResampling(BehaviourCallback):
         if not self._active:
             self.select(batch, torch.zeros(batch["cand_items"].shape))
             return
-        was_training = pl_module.training
-        pl_module.eval()  # no dropout while scoring (DYNAMICS pitfall)
-        try:
-            with torch.no_grad():
-                losses = pl_module.pld_candidate_losses(batch)
-        finally:
-            pl_module.train(was_training)
+        with self.scoring(pl_module):  # eval (no dropout, DYNAMICS pitfall) + no_grad
+            losses = pl_module.pld_candidate_losses(batch)
         self.select(batch, losses)
 
+    @override
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         if not self._selected:
             raise RuntimeError(
                 f"{type(pl_module).__name__} sets pld_inline=True but its training_step did not "
-                "call self.pld.select(batch, losses)"
+                "call pld_select(self, batch, ...) (or self.pld.select(batch, losses))"
             )
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
+    @override
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         record: dict[str, float] = {"epoch": float(trainer.current_epoch)}
         for name, total in self._sums.items():
@@ -310,22 +416,11 @@ class PLDResampling(BehaviourCallback):
         self._reset_stats()
 
     # ------------------------------------------------------------------------- state
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {
-            "generator": generator_state(self.generator),
+            **super().state_dict(),
             "temperature": self.temperature,
             "seed": self.seed,
             "start_epoch": self.start_epoch,
         }
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._missing_state = not restore_generator(self.generator, state_dict.get("generator"))
-
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        # A rank the checkpoint has no stream for (resumed on more ranks) derives a fresh,
-        # distinct one from (seed, rank, step) instead of replaying another rank's.
-        if getattr(self, "_missing_state", False):
-            self.generator.manual_seed(
-                self.seed + trainer.global_rank + 1_000_003 * (trainer.global_step + 1)
-            )
-        self._missing_state = False

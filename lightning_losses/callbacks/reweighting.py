@@ -1,28 +1,36 @@
-"""Dynamic loss-based sample reweighting (DYNAMICS.md §2).
+r"""Dynamic loss-based sample reweighting (DYNAMICS.md §2).
 
-Paper:
-    Dynamic Loss-Based Sample Reweighting for Improved Large Language Model Pretraining
-    (Sow, Woisetschläger, Bulusu, Wang, Jacobsen, Liang; ICLR 2025, arXiv:2502.06733).
-    Reference code: ``sowmaster/Sample-Level-Loss-Reweighting-ICLR-2025``.
+From *Dynamic Loss-Based Sample Reweighting for Improved Large Language Model Pretraining* (Sow,
+Woisetschläger, Bulusu, Wang, Jacobsen, Liang; ICLR 2025, arXiv:2502.06733); reference code
+`sowmaster/Sample-Level-Loss-Reweighting-ICLR-2025`.
 
 Each sample's weight in the batch objective is set online from its current (detached) loss,
-relative to the other samples of the same — by default *global* — batch:
+relative to the other samples of the same (by default *global*) batch:
 
-1. ``x_i = δ (2 l_i − l_max − l_min) / max(l_max − l_min, 1e-6)``  (losses mapped to [−δ, δ]);
-2. a strategy ``f`` scores each sample (``linupper``: ``min(x + δ, δ)``, the paper's default);
-3. ``w = softmax(f(x) / r)``, the closed form of ``max_w Σ w_i f_i − r·KL(w ‖ uniform)``.
+1. $x_i = \delta (2 l_i - l_{max} - l_{min}) / \max(l_{max} - l_{min}, 10^{-6})$ (losses mapped
+   to $[-\delta, \delta]$);
+2. a strategy $f$ scores each sample (`linupper`: $\min(x + \delta, \delta)$, the paper's
+   default);
+3. $w = \mathrm{softmax}(f(x) / r)$, the closed form of
+   $\max_w \sum_i w_i f_i - r\,\mathrm{KL}(w \,\|\, \mathrm{uniform})$.
 
-The pure functional core is :func:`loss_weights`; :class:`LossReweighting` is the thin callback:
-it attaches itself to a :class:`~lightning_losses.mixins.LossMixin` module as
-``sample_weighter``, so the module's loss becomes ``Σ_i w_i l_i`` inside ``training_step``.
+Non-finite losses (NaN, $\pm\infty$) are excluded from the statistics ($l_{min}$, $l_{max}$, the
+softmax) and get weight 0, with a one-time rank-zero warning; the other samples' weights still sum
+to 1. [LossMixin][lightning_losses.mixins.LossMixin] leaves weight-0 samples out of the sum, so the
+loss stays finite.
 
-Distributed semantics (DDP, or FSDP/``ModelParallelStrategy`` with data parallelism over the
-world): with ``global_normalization=True`` the detached losses are all-gathered (uneven sizes
-allowed), the weights are normalised over the global batch and each rank returns its slice
-multiplied by ``world_size``, so DDP's gradient *average* yields exactly ``Σ_global w_i ∇l_i``.
-With ``global_normalization=False`` each rank normalises its own batch (weights sum to 1 per
-rank) and the optimised objective is ``(1/world) Σ_ranks Σ_{i∈rank} w_i^{(rank)} l_i``. Only
-the ``[B]`` loss vector (plus rank ids) is communicated; nothing else is all-reduced.
+The pure functional core is `loss_weights`; [LossReweighting][lightning_losses.callbacks.LossReweighting]
+is the thin callback: it attaches itself to a `LossMixin` module as `sample_weighter`, so the
+module's loss becomes $\sum_i w_i l_i$ inside `training_step`. A module whose `training_step`
+bypasses `compute_loss` makes the callback raise after the first step.
+
+Distributed semantics (DDP, or FSDP/`ModelParallelStrategy` with data parallelism over the world):
+with `global_normalization=True` the detached losses are all-gathered (uneven sizes allowed), the
+weights are normalised over the global batch and each rank returns its slice multiplied by
+`world_size`, so DDP's gradient *average* yields exactly $\sum_{global} w_i \nabla l_i$. With
+`global_normalization=False` each rank normalises its own batch (weights sum to 1 per rank) and the
+optimised objective is $\frac{1}{world} \sum_{ranks} \sum_{i \in rank} w_i^{(rank)} l_i$. Only the
+`[B]` loss vector (plus rank ids) is communicated; nothing else is all-reduced.
 """
 
 from __future__ import annotations
@@ -32,11 +40,14 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
+from typing_extensions import override
 
 from lightning_losses.callbacks.base import BehaviourCallback
 from lightning_losses.distributed import all_gather_no_grad, get_rank, get_world_size
-from lightning_losses.losses._validation import check_number
+from lightning_losses.losses._validation import check_bool, check_int, check_number
+from lightning_losses.mixins.loss import Role
 
 __all__ = ["STRATEGIES", "LossReweighting", "loss_weights", "normalize_losses", "weight_stats"]
 
@@ -58,13 +69,45 @@ def _check_positive(name: str, value: float) -> float:
 
 
 def normalize_losses(losses: Tensor, delta: float = 1.0) -> Tensor:
-    r"""Map losses affinely to :math:`[-\delta, \delta]` using their min and max (fp32).
+    r"""Map losses affinely to $[-\delta, \delta]$ using their min and max (fp32).
 
-    :math:`x_i = \delta (2 l_i - l_{max} - l_{min}) / \max(l_{max} - l_{min}, 10^{-6})`.
+    $x_i = \delta (2 l_i - l_{max} - l_{min}) / \max(l_{max} - l_{min}, 10^{-6})$; expects finite
+    losses (`loss_weights` removes the others first).
+
+    Args:
+        losses: `[N]` losses.
+        delta: the half-width $\delta$.
+
+    Returns:
+        `[N]` float32 values in $[-\delta, \delta]$.
     """
     losses = losses.detach().float()
     lo, hi = losses.min(), losses.max()
     return delta * (2 * losses - hi - lo) / (hi - lo).clamp_min(1e-6)
+
+
+def _strategy_weights(losses: Tensor, name: str, kl_reg: float, delta: float) -> Tensor:
+    # Masked, branch-free form: no host sync, the non-finite entries get exactly 0.
+    losses = losses.detach().float()
+    finite = torch.isfinite(losses)
+    if name == "uniform":
+        valid = finite.float()
+        return valid / valid.sum().clamp_min(1)
+    safe = torch.where(finite, losses, torch.zeros_like(losses))
+    lo = torch.where(finite, safe, torch.full_like(safe, torch.inf)).min()
+    hi = torch.where(finite, safe, torch.full_like(safe, -torch.inf)).max()
+    x = delta * (2 * safe - hi - lo) / (hi - lo).clamp_min(1e-6)
+    if name == "linupper":
+        f = torch.clamp_max(x + delta, delta)
+    elif name == "quadratic":
+        f = 1 - x.square() / delta**2
+    elif name == "extremes":
+        f = x.abs()
+    else:  # upper
+        f = 0.5 * x + 0.5 * delta
+    logits = torch.where(finite, f / kl_reg, torch.full_like(f, -torch.inf))
+    # No finite loss at all: softmax of all -inf is NaN; every weight is 0 then.
+    return torch.nan_to_num(torch.softmax(logits, dim=0), nan=0.0)
 
 
 def loss_weights(
@@ -76,25 +119,34 @@ def loss_weights(
 ) -> Tensor:
     r"""Sample weights from per-sample losses (Sow et al., ICLR 2025, arXiv:2502.06733).
 
-    .. math::
-        x_i = \delta\,\frac{2 l_i - l_{max} - l_{min}}{\max(l_{max} - l_{min}, 10^{-6})},\qquad
-        w = \operatorname{softmax}\big(f(x) / r\big)
+    $$
+    x_i = \delta\,\frac{2 l_i - l_{max} - l_{min}}{\max(l_{max} - l_{min}, 10^{-6})},\qquad
+    w = \operatorname{softmax}\big(f(x) / r\big)
+    $$
 
-    with the strategies ``linupper`` :math:`f(x) = \min(x + \delta, \delta)` (recommended),
-    ``quadratic`` (code name ``mid``) :math:`1 - x^2/\delta^2`, ``extremes`` :math:`|x|`,
-    ``upper`` :math:`x/2 + \delta/2`, and ``uniform`` :math:`w_i = 1/N`. ``w`` maximises
-    :math:`\sum_i w_i f_i - r\,\mathrm{KL}(w \,\|\, \mathrm{uniform})` over the simplex, so
-    :math:`r \to \infty` gives uniform weights and the max/min weight ratio is at most
-    :math:`e^{(\max f - \min f)/r}`.
+    with the strategies `linupper` $f(x) = \min(x + \delta, \delta)$ (recommended), `quadratic`
+    (code name `mid`) $1 - x^2/\delta^2$, `extremes` $|x|$, `upper` $x/2 + \delta/2$, and
+    `uniform` $w_i = 1/N$. $w$ maximises $\sum_i w_i f_i - r\,\mathrm{KL}(w \,\|\, \mathrm{uniform})$
+    over the simplex, so $r \to \infty$ gives uniform weights and the max/min weight ratio is at
+    most $e^{(\max f - \min f)/r}$.
+
+    Non-finite losses (NaN, $\pm\infty$) are excluded: the statistics and the softmax run over
+    the finite ones and the non-finite ones get weight exactly 0 (all weights are 0 when no loss
+    is finite). The function does no host sync and does not warn;
+    [LossReweighting][lightning_losses.callbacks.LossReweighting] warns once when it sees them.
 
     Args:
-        losses: detached per-sample losses ``[N]`` (any float dtype; computed in fp32).
-        strategy: ``"linupper" | "quadratic" | "extremes" | "upper" | "uniform"``.
-        kl_reg: the temperature :math:`r > 0` (KL strength; larger = closer to uniform).
-        delta: the normalisation half-width :math:`\delta > 0`.
+        losses: detached per-sample losses `[N]` (any float dtype; computed in fp32).
+        strategy: `"linupper" | "quadratic" | "extremes" | "upper" | "uniform"`.
+        kl_reg: the temperature $r > 0$ (KL strength; larger = closer to uniform).
+        delta: the normalisation half-width $\delta > 0$.
 
     Returns:
-        ``[N]`` float32 weights, non-negative, summing to 1, without gradient.
+        `[N]` float32 weights, non-negative, summing to 1 over the finite losses, without gradient.
+
+    Raises:
+        TypeError: `strategy` is not a string.
+        ValueError: an unknown strategy, a non-positive `kl_reg`/`delta`, or `losses` not 1-D.
 
     Example:
         >>> import torch
@@ -103,6 +155,8 @@ def loss_weights(
         tensor([0.1554, 0.4223, 0.4223])
         >>> float(w.sum())
         1.0
+        >>> loss_weights(torch.tensor([1.0, float("nan"), 3.0]), "uniform")
+        tensor([0.5000, 0.0000, 0.5000])
     """
     name = _check_strategy(strategy)
     kl_reg = _check_positive("kl_reg", kl_reg)
@@ -111,27 +165,21 @@ def loss_weights(
         raise ValueError(
             f"losses must be a 1-D tensor [N], got {getattr(losses, 'shape', type(losses))}"
         )
-    n = losses.numel()
-    if n == 0:
+    if losses.numel() == 0:
         return torch.zeros(0, dtype=torch.float32, device=losses.device)
-    if name == "uniform":
-        return torch.full((n,), 1.0 / n, dtype=torch.float32, device=losses.device)
-    x = normalize_losses(losses, delta)
-    if name == "linupper":
-        f = torch.clamp_max(x + delta, delta)
-    elif name == "quadratic":
-        f = 1 - x.square() / delta**2
-    elif name == "extremes":
-        f = x.abs()
-    else:  # upper
-        f = 0.5 * x + 0.5 * delta
-    return torch.softmax(f / kl_reg, dim=0)
+    return _strategy_weights(losses, name, kl_reg, delta)
 
 
 def weight_stats(weights: Tensor) -> dict[str, Tensor]:
     """Diagnostics of normalised weights: min, max, entropy (nats), effective sample size.
 
-    ``ess = 1 / Σ w_i²`` (= N for uniform weights); ``ess_frac = ess / N``.
+    `ess = 1 / Σ w_i²` (= N for uniform weights); `ess_frac = ess / N`.
+
+    Args:
+        weights: `[N]` weights summing to 1.
+
+    Returns:
+        Scalar tensors by name: `w_min`, `w_max`, `entropy`, `ess`, `ess_frac`.
     """
     w = weights.detach().float()
     n = max(w.numel(), 1)
@@ -148,25 +196,27 @@ def weight_stats(weights: Tensor) -> dict[str, Tensor]:
 class LossReweighting(BehaviourCallback):
     """Reweight each training sample by its current loss (Sow et al., ICLR 2025).
 
-    Attaches to a :class:`~lightning_losses.mixins.LossMixin` module as ``sample_weighter``;
-    the mixin then reduces the per-sample losses (classification samples, LM sequences or tokens
-    with ``loss_granularity="element"``, recsys interactions) as ``Σ_i w_i l_i`` with the weights
-    of :func:`loss_weights`, computed from the detached losses in fp32.
+    Attaches to a [LossMixin][lightning_losses.mixins.LossMixin] module as `sample_weighter`; the
+    mixin then reduces the per-sample losses (classification samples, LM sequences or tokens with
+    `loss_granularity="element"`, recsys interactions) as $\\sum_i w_i l_i$ with the weights of
+    `loss_weights`, computed from the detached losses in fp32. Non-finite losses get weight 0
+    (also during the warm-up). If the module's `training_step` does not go through
+    `compute_loss`, the callback raises `RuntimeError` after the first step.
 
     Args:
-        strategy: see :func:`loss_weights` (default ``"linupper"``, the paper's best).
-        kl_reg: the temperature ``r`` (default 1.0, the reference code's value).
-        delta: normalisation half-width ``δ`` (default 1.0).
-        burnout_steps: optimizer steps with uniform weights before reweighting starts
-            (default 1000, the reference code's value).
-        kl_reg_start: optional larger ``r`` used right after the warm-up, decayed linearly to
-            ``kl_reg`` over ``kl_reg_decay_steps`` (the README's "large r early" advice).
+        strategy: see `loss_weights` (default `"linupper"`, the paper's best).
+        kl_reg: the temperature `r` (default 1.0, the reference code's value).
+        delta: normalisation half-width `δ` (default 1.0).
+        burnout_steps: optimizer steps with uniform weights before reweighting starts (default
+            1000, the reference code's value).
+        kl_reg_start: optional larger `r` used right after the warm-up, decayed linearly to
+            `kl_reg` over `kl_reg_decay_steps` (the README's "large r early" advice).
         kl_reg_decay_steps: length of that decay (0: no schedule).
-        global_normalization: normalise over the all-gathered global batch (reference
-            behaviour; weights carry a ``× world_size`` factor) or per rank.
-        log_stats: log ``reweight/{w_min,w_max,entropy,ess,ess_frac,kl_reg,active}`` (weights
-            over the normalisation scope) on every step the loggers write
-            (``Trainer(log_every_n_steps=...)``).
+        global_normalization: normalise over the all-gathered global batch (reference behaviour;
+            weights carry a `× world_size` factor) or per rank.
+        log_stats: log `reweight/{w_min,w_max,entropy,ess,ess_frac,kl_reg,active}` (weights over
+            the normalisation scope) with `pl_module.log` on the optimizer steps where
+            `global_step % trainer.log_every_n_steps == 0`.
 
     Example:
         >>> cb = LossReweighting(burnout_steps=0)
@@ -174,8 +224,12 @@ class LossReweighting(BehaviourCallback):
         tensor([0.1554, 0.4223, 0.4223])
     """
 
-    role = "sample_weighter"
+    role = Role.SAMPLE_WEIGHTER
     requires_loss_mixin = True
+    call_hint = (
+        "its training_step must compute the loss with self.compute_loss(...) (LossMixin), "
+        "which calls sample_weights"
+    )
 
     def __init__(
         self,
@@ -192,33 +246,34 @@ class LossReweighting(BehaviourCallback):
         self.strategy = _check_strategy(strategy)
         self.kl_reg = _check_positive("kl_reg", kl_reg)
         self.delta = _check_positive("delta", delta)
-        if (
-            isinstance(burnout_steps, bool)
-            or not isinstance(burnout_steps, int)
-            or burnout_steps < 0
-        ):
-            raise ValueError(f"burnout_steps must be an int ≥ 0, got {burnout_steps!r}")
-        self.burnout_steps = burnout_steps
+        self.burnout_steps = check_int("burnout_steps", burnout_steps, low=0)
         self.kl_reg_start = (
             None if kl_reg_start is None else _check_positive("kl_reg_start", kl_reg_start)
         )
-        if not isinstance(kl_reg_decay_steps, int) or kl_reg_decay_steps < 0:
-            raise ValueError(f"kl_reg_decay_steps must be an int ≥ 0, got {kl_reg_decay_steps!r}")
-        self.kl_reg_decay_steps = kl_reg_decay_steps
-        self.global_normalization = bool(global_normalization)
-        self.log_stats = bool(log_stats)
+        self.kl_reg_decay_steps = check_int("kl_reg_decay_steps", kl_reg_decay_steps, low=0)
+        self.global_normalization = check_bool("global_normalization", global_normalization)
+        self.log_stats = check_bool("log_stats", log_stats)
         self._trainer: Trainer | None = None
         self._pending: tuple[Tensor, float, bool] | None = None
         self.last_weights: Tensor | None = None  # normalised (sum 1) over the scope, for tests
+        self._non_finite: Tensor | None = None  # device-side count, read on logging steps only
+        self._warned_non_finite = False
 
     # -- schedule ----------------------------------------------------------------------------
     @property
     def step(self) -> int:
-        """The trainer's ``global_step`` (optimizer steps); ``burnout_steps`` when detached."""
+        """The trainer's `global_step` (optimizer steps); `burnout_steps` when detached."""
         return self._trainer.global_step if self._trainer is not None else self.burnout_steps
 
     def current_kl_reg(self, step: int | None = None) -> float:
-        """``r`` at ``step``: linear from ``kl_reg_start`` to ``kl_reg`` after the warm-up."""
+        """`r` at `step`: linear from `kl_reg_start` to `kl_reg` after the warm-up.
+
+        Args:
+            step: an optimizer step (default: the trainer's).
+
+        Returns:
+            The temperature in use.
+        """
         step = self.step if step is None else step
         if self.kl_reg_start is None or self.kl_reg_decay_steps == 0:
             return self.kl_reg
@@ -226,21 +281,40 @@ class LossReweighting(BehaviourCallback):
         return self.kl_reg_start + t * (self.kl_reg - self.kl_reg_start)
 
     def is_active(self, step: int | None = None) -> bool:
-        """Whether reweighting is on (past the warm-up) at ``step``."""
+        """Whether reweighting is on (past the warm-up) at `step` (default: the trainer's).
+
+        Args:
+            step: an optimizer step.
+
+        Returns:
+            `step >= burnout_steps`.
+        """
         return (self.step if step is None else step) >= self.burnout_steps
 
     # -- SampleWeighter protocol -------------------------------------------------------------
     @torch.no_grad()
     def sample_weights(self, per_sample: Tensor) -> Tensor:
-        """``[B]`` detached local losses -> ``[B]`` fp32 weights for ``loss = Σ w_i l_i``."""
+        """`[B]` detached local losses to `[B]` fp32 weights for `loss = Σ w_i l_i`.
+
+        Args:
+            per_sample: this rank's per-sample losses.
+
+        Returns:
+            This rank's weights (× `world_size` under global normalization).
+        """
+        self.notify_called()
         losses = per_sample.detach().float().reshape(-1)
+        if not self._warned_non_finite:
+            bad = (~torch.isfinite(losses)).sum()
+            self._non_finite = bad if self._non_finite is None else self._non_finite + bad
         n_local = losses.numel()
         active = self.is_active()
         r = self.current_kl_reg()
         world = get_world_size() if self.global_normalization else 1
         if not active or (n_local == 0 and world == 1):
-            # Warm-up: the plain local mean (DDP's averaging makes it the global mean).
-            local = torch.full_like(losses, 1.0 / max(n_local, 1))
+            # Warm-up: the plain local mean over the finite losses (DDP's averaging makes it the
+            # global mean when every rank has as many finite losses).
+            local = loss_weights(losses, "uniform")
             self.last_weights = local
         elif world > 1:
             # Gather (loss, rank) pairs so the local slice is found without a size exchange.
@@ -258,23 +332,31 @@ class LossReweighting(BehaviourCallback):
         return local.reshape(per_sample.shape)
 
     # -- Lightning hooks ---------------------------------------------------------------------
+    @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         self._trainer = trainer
 
+    @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         super().teardown(trainer, pl_module, stage)
         self._trainer = None
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+    @override
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         # Logged here, not inside sample_weights: the weight path stays free of Lightning
-        # bookkeeping. Each `self.log` costs ~0.5 ms of Python, so the statistics are logged
-        # only on the steps the trainer's loggers write (`log_every_n_steps`; 1 = every step).
+        # bookkeeping. Each `log` costs ~0.5 ms of Python, so the statistics are logged only on
+        # optimizer steps that are a multiple of `log_every_n_steps` (1 = every step).
         pending, self._pending = self._pending, None
-        if not self.log_stats or pending is None:
+        if not self.optimizer_stepped(trainer):
             return
-        connector = getattr(trainer, "_logger_connector", None)
-        if connector is not None and not connector.should_update_logs:
+        if trainer.global_step % max(trainer.log_every_n_steps, 1) != 0:
+            return
+        self._check_non_finite()
+        if not self.log_stats or pending is None:
             return
         weights, r, active = pending
         stats = weight_stats(weights) if weights.numel() else {}
@@ -282,10 +364,26 @@ class LossReweighting(BehaviourCallback):
         stats["active"] = torch.tensor(float(active))
         values = torch.stack(list(stats.values())).to(pl_module.device)
         pl_module.log_dict(
-            {f"reweight/{k}": v for k, v in zip(stats, values)},
+            {f"reweight/{k}": v for k, v in zip(stats, values, strict=True)},
             on_step=True,
             on_epoch=False,
             batch_size=1,
+        )
+
+    @override
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._check_non_finite()
+
+    def _check_non_finite(self) -> None:
+        # One host read, on steps that are logged anyway (and at epoch end).
+        count, self._non_finite = self._non_finite, None
+        if self._warned_non_finite or count is None or int(count) == 0:
+            return
+        self._warned_non_finite = True
+        rank_zero_warn(
+            f"LossReweighting got {int(count)} non-finite per-sample losses (NaN/inf): they are "
+            "left out of the weight statistics and get weight 0 (warned once)",
+            category=UserWarning,
         )
 
     # -- checkpointing ----------------------------------------------------------------------
@@ -300,12 +398,15 @@ class LossReweighting(BehaviourCallback):
             "global_normalization": self.global_normalization,
         }
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         # The schedule derives from trainer.global_step (restored by Lightning); the config is
         # saved so that a resume with a different configuration is noticed.
-        return {"config": self._config()}
+        return {**super().state_dict(), "config": self._config()}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
         saved = state_dict.get("config", {})
         diff = {k: (v, getattr(self, k)) for k, v in saved.items() if getattr(self, k, v) != v}
         if diff:

@@ -1,8 +1,12 @@
 """The scikit-learn digits images (8×8, 10 classes, 1797 samples) with injected label noise.
 
-The data ship inside scikit-learn (``sklearn.datasets.load_digits``, from the UCI "Optical
-Recognition of Handwritten Digits" set, CC BY 4.0), so nothing is downloaded. Label noise is
-injected into the *training* labels only; validation/test labels stay clean.
+The data ship inside scikit-learn (`sklearn.datasets.load_digits`, from the UCI "Optical
+Recognition of Handwritten Digits" set, CC BY 4.0), so nothing is downloaded; scikit-learn is
+the `[vision]` extra (`pip install "lightning-losses[vision]"`), imported only when the data
+are loaded. Label noise is injected into the *training* labels only; validation/test labels
+stay clean. The training order is epoch-seeded
+([EpochShuffleSampler][lightning_losses.data.sampling.EpochShuffleSampler]), so a resumed run
+sees the same batches as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -24,7 +28,18 @@ NUM_CLASSES = 10
 
 @dataclass
 class DigitsSplits:
-    """Standardised features ``[n, 64]`` and labels; ``noise_mask`` marks corrupted train labels."""
+    """Standardised features `[n, 64]` and labels; `noise_mask` marks corrupted train labels.
+
+    Attributes:
+        x_train: `[n_train, 64]` training features.
+        y_train: `[n_train]` (noisy) training labels.
+        y_train_clean: `[n_train]` training labels before the noise.
+        noise_mask: `[n_train]` bool, True where the label was corrupted.
+        x_val: validation features.
+        y_val: clean validation labels.
+        x_test: test features.
+        y_test: clean test labels.
+    """
 
     x_train: Tensor
     y_train: Tensor
@@ -44,14 +59,32 @@ def load_digits_splits(
     val_fraction: float = 0.15,
     test_fraction: float = 0.25,
 ) -> DigitsSplits:
-    """Shuffle (by ``seed``), split train/val/test, standardise with train statistics, add noise.
+    """Shuffle (by `seed`), split train/val/test, standardise with train statistics, add noise.
+
+    Args:
+        noise_rate: fraction of corrupted training labels in $[0, 1)$.
+        noise_kind: `"symmetric"` or `"asymmetric"` (pair flip `c -> c + 1`).
+        seed: shuffle and noise seed.
+        val_fraction: share of the samples in validation.
+        test_fraction: share of the samples in test.
+
+    Returns:
+        The splits.
+
+    Raises:
+        ImportError: scikit-learn is missing (the `[vision]` extra).
 
     Example:
         >>> s = load_digits_splits(0.4, seed=0)
         >>> s.x_train.shape[1], round(s.noise_mask.float().mean().item(), 2)
         (64, 0.4)
     """
-    from sklearn.datasets import load_digits
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as err:  # the [vision] extra
+        raise ImportError(
+            'the digits data ship with scikit-learn: pip install "lightning-losses[vision]"'
+        ) from err
 
     data = load_digits()
     x = torch.tensor(data.data, dtype=torch.float32)
@@ -78,11 +111,13 @@ def load_digits_splits(
 
 
 class NoisyDigitsDataModule(LightningDataModule):
-    """Digits with ``noise_rate`` label noise on the training split; clean val/test.
+    """Digits with `noise_rate` label noise on the training split; clean val/test.
+
+    Batches are `(x [B, 64], y [B])` tuples.
 
     Args:
-        noise_rate: fraction of corrupted training labels in ``[0, 1)``.
-        noise_kind: ``"symmetric"`` or ``"asymmetric"`` (pair flip ``c -> c+1``).
+        noise_rate: fraction of corrupted training labels in $[0, 1)$.
+        noise_kind: `"symmetric"` or `"asymmetric"` (pair flip `c -> c+1`).
         batch_size: training batch size.
         seed: split + noise seed.
     """

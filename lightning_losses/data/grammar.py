@@ -1,8 +1,8 @@
 """A small probabilistic grammar: the NLP recipe's bundled, offline, licence-free corpus.
 
 The grammar has known structure a tiny causal LM can learn in minutes: subject–verb number
-agreement (``the cat sleeps`` / ``the cats sleep``), adjective chains, prepositional phrases,
-relative clauses and embedded ``that``-clauses (bounded recursion), and documents whose
+agreement (`the cat sleeps` / `the cats sleep`), adjective chains, prepositional phrases,
+relative clauses and embedded `that`-clauses (bounded recursion), and documents whose
 sentences share a topic noun. Generation is deterministic in the seed, so "bundling" the corpus
 means bundling this generator (a few KB) rather than megabytes of text.
 
@@ -119,7 +119,15 @@ def _clause(rng: random.Random, depth: int, topic: int | None) -> str:
 
 
 def generate_sentence(rng: random.Random, topic: int | None = None) -> str:
-    """One sentence (capitalised, ending with a period)."""
+    """One sentence (capitalised, ending with a period).
+
+    Args:
+        rng: the random source.
+        topic: index into `GRAMMAR_NOUNS` that noun phrases prefer, or `None`.
+
+    Returns:
+        The sentence.
+    """
     s = _clause(rng, 0, topic)
     if rng.random() < 0.15:
         s += " and " + _clause(rng, 1, topic)
@@ -127,13 +135,30 @@ def generate_sentence(rng: random.Random, topic: int | None = None) -> str:
 
 
 def generate_document(rng: random.Random, min_sentences: int = 3, max_sentences: int = 8) -> str:
-    """A paragraph of sentences sharing a topic noun."""
+    """A paragraph of sentences sharing a topic noun.
+
+    Args:
+        rng: the random source.
+        min_sentences: fewest sentences.
+        max_sentences: most sentences.
+
+    Returns:
+        The paragraph (one line).
+    """
     topic = rng.randrange(len(GRAMMAR_NOUNS))
     n = rng.randint(min_sentences, max_sentences)
     return " ".join(generate_sentence(rng, topic) for _ in range(n))
 
 
 def generate_corpus(num_docs: int = 3000, seed: int = 0) -> str:
-    """``num_docs`` paragraphs separated by blank lines (about 330 characters per document)."""
+    """`num_docs` paragraphs separated by blank lines (about 330 characters per document).
+
+    Args:
+        num_docs: number of documents.
+        seed: generator seed (the corpus is a pure function of it).
+
+    Returns:
+        The corpus, ending with a newline.
+    """
     rng = random.Random(seed)
     return "\n\n".join(generate_document(rng) for _ in range(num_docs)) + "\n"

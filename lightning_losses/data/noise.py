@@ -1,9 +1,9 @@
 """Label-noise injection with a known ground-truth noise mask (for benchmarks and recipes).
 
-Symmetric noise: a fraction ``rate`` of labels is replaced by a *different* class drawn
-uniformly. Asymmetric (class-flip) noise: a fraction ``rate`` of each class is flipped to a fixed
-other class, ``y -> (y + 1) mod C`` by default (the pair-flip protocol of the label-noise
-literature; pass ``flip_map`` for a dataset-specific mapping such as CIFAR-10's truck→automobile).
+Symmetric noise: a fraction `rate` of labels is replaced by a *different* class drawn
+uniformly. Asymmetric (class-flip) noise: a fraction `rate` of each class is flipped to a fixed
+other class, `y -> (y + 1) mod C` by default (the pair-flip protocol of the label-noise
+literature; pass `flip_map` for a dataset-specific mapping such as CIFAR-10's truck→automobile).
 """
 
 from __future__ import annotations
@@ -25,19 +25,26 @@ def inject_label_noise(
     flip_map: Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Corrupt ``labels`` and return ``(noisy_labels, noise_mask)``.
+    """Corrupt `labels` and return `(noisy_labels, noise_mask)`.
 
-    Exactly ``round(rate * n)`` labels are corrupted (per class for ``asymmetric``), and every
-    corrupted label differs from the clean one, so ``noise_mask.float().mean()`` is the realised
+    Exactly `round(rate * n)` labels are corrupted (per class for `asymmetric`), and every
+    corrupted label differs from the clean one, so `noise_mask.float().mean()` is the realised
     noise rate.
 
     Args:
-        labels: clean class indices ``[n]``.
-        rate: fraction of corrupted labels in ``[0, 1)``.
-        num_classes: number of classes ``C ≥ 2``.
-        kind: ``"symmetric"`` or ``"asymmetric"``.
-        flip_map: ``[C]`` target class of each class for ``asymmetric`` (default ``(c+1) % C``).
+        labels: clean class indices `[n]`.
+        rate: fraction of corrupted labels in `[0, 1)`.
+        num_classes: number of classes `C ≥ 2`.
+        kind: `"symmetric"` or `"asymmetric"`.
+        flip_map: `[C]` target class of each class for `asymmetric` (default `(c+1) % C`).
         generator: RNG for reproducibility.
+
+    Returns:
+        `(noisy_labels [n], noise_mask [n] bool)`.
+
+    Raises:
+        ValueError: an unknown `kind`, `rate` outside $[0, 1)$, fewer than 2 classes, or a
+            `flip_map` that is not a `[C]` map to different classes.
 
     Example:
         >>> import torch

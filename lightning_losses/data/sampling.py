@@ -1,10 +1,10 @@
-"""Samplers whose order is a pure function of ``(seed, epoch)``, so a resumed run replays it.
+"""Samplers whose order is a pure function of `(seed, epoch)`, so a resumed run replays it.
 
-A ``DataLoader(shuffle=True, generator=g)`` draws each epoch's permutation from the running state
-of ``g``; a run resumed from a checkpoint builds a fresh generator and replays epoch 0's order.
-:class:`EpochShuffleSampler` instead derives epoch ``e``'s permutation from ``seed + e``.
-Lightning calls ``set_epoch`` on samplers that define it at the start of every epoch (and wraps
-custom samplers in a ``DistributedSamplerWrapper`` under DDP, which keeps that contract).
+A `DataLoader(shuffle=True, generator=g)` draws each epoch's permutation from the running state
+of `g`; a run resumed from a checkpoint builds a fresh generator and replays epoch 0's order.
+`EpochShuffleSampler` instead derives epoch `e`'s permutation from `seed + e`.
+Lightning calls `set_epoch` on samplers that define it at the start of every epoch (and wraps
+custom samplers in a `DistributedSamplerWrapper` under DDP, which keeps that contract).
 """
 
 from __future__ import annotations
@@ -18,7 +18,14 @@ __all__ = ["EpochShuffleSampler"]
 
 
 class EpochShuffleSampler(Sampler[int]):
-    """Random permutation of ``range(num_samples)`` that depends only on ``seed`` and the epoch.
+    """Random permutation of `range(num_samples)` that depends only on `seed` and the epoch.
+
+    Args:
+        num_samples: dataset size.
+        seed: base seed; epoch `e` draws its permutation from seed `seed + e`.
+
+    Raises:
+        ValueError: a negative `num_samples`.
 
     Example:
         >>> s = EpochShuffleSampler(5, seed=0)
@@ -35,6 +42,11 @@ class EpochShuffleSampler(Sampler[int]):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose permutation the next iteration yields (Lightning calls it).
+
+        Args:
+            epoch: the epoch index.
+        """
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:

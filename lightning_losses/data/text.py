@@ -1,16 +1,20 @@
 """Text data for causal LM pretraining: read UTF-8 text, tokenize with byte-level BPE, pack blocks.
 
-``TextDataModule`` reads any UTF-8 text file or folder (``path``) or, by default, the bundled
-synthetic grammar corpus (:mod:`lightning_losses.data.grammar`, generated deterministically, no
+`TextDataModule` reads any UTF-8 text file or folder (`path`) or, by default, the bundled
+synthetic grammar corpus (`lightning_losses.data.grammar`, generated deterministically, no
 licence issues, runs offline). Documents (blank-line separated paragraphs) are split into
-train/validation by document, tokenized with a byte-level BPE tokenizer trained on the training
-split and cached (:mod:`lightning_losses.data.tokenizer`), joined with ``<|endoftext|>`` and
-packed into fixed blocks of ``block_size + 1`` tokens: ``input_ids = block[:-1]``,
-``labels = block[1:]``.
+train/validation by document, or the validation text comes from its own file (`val_path`).
+They are tokenized with a byte-level BPE tokenizer trained on the training text and cached
+(`lightning_losses.data.tokenizer`), joined with `<|endoftext|>` and packed into fixed blocks
+of `block_size + 1` tokens: `input_ids = block[:-1]`, `labels = block[1:]`.
+
+The training order is a pure function of `(seed, epoch)`
+([EpochShuffleSampler][lightning_losses.data.sampling.EpochShuffleSampler]), so a run resumed
+from a checkpoint sees the same batches as an uninterrupted one.
 
 For experiments on data quality, a known fraction of the *training* blocks can be replaced by
 duplicates of a few clean blocks (redundant, quickly memorised: low loss) or by uniformly random
-tokens (garbled: high loss); every item carries ``kind`` (0 clean, 1 duplicate, 2 garbled) so
+tokens (garbled: high loss); every item carries `kind` (0 clean, 1 duplicate, 2 garbled) so
 the mask is known.
 """
 
@@ -25,6 +29,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_losses.data.grammar import generate_corpus
+from lightning_losses.data.sampling import EpochShuffleSampler
 
 __all__ = ["BlockDataset", "TextDataModule", "pack_blocks", "read_text"]
 
@@ -32,7 +37,18 @@ CLEAN, DUPLICATE, GARBLED = 0, 1, 2
 
 
 def read_text(path: str | Path) -> str:
-    """Read a UTF-8 file, or every non-hidden file under a folder (sorted, joined by blank lines)."""
+    """Read a UTF-8 file, or every non-hidden file under a folder (sorted, joined by blank lines).
+
+    Args:
+        path: a file or a folder.
+
+    Returns:
+        The text.
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        ValueError: a folder without files, or a file that is not valid UTF-8 (named).
+    """
     path = Path(path)
     if path.is_file():
         files = [path]
@@ -55,23 +71,44 @@ def read_text(path: str | Path) -> str:
     return "\n\n".join(parts)
 
 
-def pack_blocks(ids: list[int] | Tensor, block_size: int) -> Tensor:
-    """Cut a token stream into ``[n, block_size + 1]`` blocks (the tail that does not fit is dropped).
+def pack_blocks(ids: list[int] | Tensor, block_size: int, *, name: str = "corpus") -> Tensor:
+    """Cut a token stream into `[n, block_size + 1]` blocks (the tail that does not fit is dropped).
 
     Consecutive blocks overlap by one token so every token is predicted exactly once.
+
+    Args:
+        ids: the token stream.
+        block_size: tokens per sequence $T$.
+        name: what the stream is, for the error message.
+
+    Returns:
+        `[n, block_size + 1]` LongTensor.
+
+    Raises:
+        ValueError: fewer than `block_size + 1` tokens.
+
+    Example:
+        >>> pack_blocks(list(range(11)), block_size=4).tolist()
+        [[0, 1, 2, 3, 4], [4, 5, 6, 7, 8]]
     """
     ids = torch.as_tensor(ids, dtype=torch.long)
     n = (ids.numel() - 1) // block_size
     if n < 1:
         raise ValueError(
-            f"corpus too short: {ids.numel()} tokens for one block of block_size={block_size}"
+            f"{name} too short: {ids.numel()} tokens for one block of --data.block_size "
+            f"{block_size}"
         )
     idx = torch.arange(n)[:, None] * block_size + torch.arange(block_size + 1)[None, :]
     return ids[idx]
 
 
 class BlockDataset(Dataset):
-    """Items ``{"input_ids", "labels", "index", "kind"}`` from packed ``[n, T + 1]`` blocks."""
+    """Items `{"input_ids", "labels", "index", "kind"}` from packed `[n, T + 1]` blocks.
+
+    Args:
+        blocks: `[n, T + 1]` packed blocks.
+        kinds: `[n]` block kinds (0 clean, 1 duplicate, 2 garbled); default all clean.
+    """
 
     def __init__(self, blocks: Tensor, kinds: Tensor | None = None) -> None:
         self.blocks = blocks
@@ -94,19 +131,27 @@ class TextDataModule(LightningDataModule):
     """Causal-LM blocks from a UTF-8 text file/folder or the bundled grammar corpus.
 
     Args:
-        path: a UTF-8 text file or folder; ``None`` uses the synthetic grammar corpus.
-        block_size: tokens per training sequence.
+        path: a UTF-8 text file or folder; `None` uses the synthetic grammar corpus.
+        val_path: a UTF-8 text file or folder holding the validation text; then every
+            document of `path` trains and `val_fraction` must be 0 (its default then).
+        block_size: tokens per training sequence (at most the model's
+            `max_position_embeddings`, checked by the NLP recipe at setup).
         vocab_size: BPE vocabulary size (the model's embedding must be at least this large).
         batch_size: sequences per batch (per rank under DDP).
-        val_fraction: fraction of documents held out for validation.
-        num_docs: documents of the grammar corpus (ignored with ``path``).
-        tokenizer_dir: tokenizer cache folder (default ``~/.cache/lightning_losses/tokenizers``).
+        val_fraction: fraction of the documents held out for validation, in $(0, 1)$;
+            default 0.05, or 0 with `val_path`.
+        num_docs: documents of the grammar corpus (ignored with `path`).
+        tokenizer_dir: tokenizer cache folder (default `~/.cache/lightning_losses/tokenizers`).
         duplicate_fraction: fraction of training blocks replaced by copies of
-            ``num_duplicate_sources`` clean blocks.
+            `num_duplicate_sources` clean blocks.
         garble_fraction: fraction of training blocks replaced by uniformly random tokens.
         num_duplicate_sources: how many distinct blocks the duplicates copy.
-        seed: corpus, split and corruption seed.
+        seed: corpus, split, corruption and shuffling seed.
         num_workers: DataLoader workers.
+
+    Raises:
+        ValueError: a bad size or fraction; `val_fraction` > 0 together with `val_path`, or
+            0 without it. Messages name the `--data.*` flag.
 
     Example:
         >>> dm = TextDataModule(num_docs=50, block_size=32, vocab_size=300)
@@ -117,10 +162,11 @@ class TextDataModule(LightningDataModule):
     def __init__(
         self,
         path: str | None = None,
+        val_path: str | None = None,
         block_size: int = 128,
         vocab_size: int = 512,
         batch_size: int = 16,
-        val_fraction: float = 0.05,
+        val_fraction: float | None = None,
         num_docs: int = 3000,
         tokenizer_dir: str | None = None,
         duplicate_fraction: float = 0.0,
@@ -130,32 +176,56 @@ class TextDataModule(LightningDataModule):
         num_workers: int = 0,
     ) -> None:
         super().__init__()
-        if block_size < 1 or batch_size < 1:
+        for name, value in (
+            ("block_size", block_size),
+            ("batch_size", batch_size),
+            ("num_docs", num_docs),
+            ("num_duplicate_sources", num_duplicate_sources),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"--data.{name} must be a positive int, got {value!r}")
+        if val_fraction is None:
+            val_fraction = 0.0 if val_path is not None else 0.05
+        if val_path is not None and val_fraction != 0:
             raise ValueError(
-                f"block_size and batch_size must be ≥ 1, got {block_size}, {batch_size}"
+                f"--data.val_fraction {val_fraction} would hold out training documents, but "
+                "--data.val_path already gives the validation text; set --data.val_fraction 0"
             )
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        if val_path is None and not 0.0 < val_fraction < 1.0:
+            raise ValueError(
+                f"--data.val_fraction must be in (0, 1), got {val_fraction} (0 only together "
+                "with --data.val_path)"
+            )
         if (
             duplicate_fraction < 0
             or garble_fraction < 0
             or duplicate_fraction + garble_fraction >= 1
         ):
             raise ValueError(
-                "duplicate_fraction and garble_fraction must be ≥ 0 with a sum < 1, got "
-                f"{duplicate_fraction} and {garble_fraction}"
+                "--data.duplicate_fraction and --data.garble_fraction must be >= 0 with a sum "
+                f"< 1, got {duplicate_fraction} and {garble_fraction}"
             )
         self.save_hyperparameters()
+        self.hparams.val_fraction = val_fraction
         self.block_size = block_size
         self.tokenizer = None
         self.train_set: BlockDataset | None = None
         self.val_set: BlockDataset | None = None
 
     # -- corpus --------------------------------------------------------------------------------
+    @staticmethod
+    def _split_documents(text: str) -> list[str]:
+        return [d.strip() for d in text.split("\n\n") if d.strip()]
+
     def _documents(self) -> tuple[list[str], list[str]]:
         hp = self.hparams
         text = generate_corpus(hp.num_docs, hp.seed) if hp.path is None else read_text(hp.path)
-        docs = [d.strip() for d in text.split("\n\n") if d.strip()]
+        docs = self._split_documents(text)
+        if hp.val_path is not None:
+            val = self._split_documents(read_text(hp.val_path))
+            if not val:
+                raise ValueError(f"--data.val_path {hp.val_path!r} holds no text")
+            return docs, val
         if len(docs) < 2:
             # One long document: hold out its tail.
             cut = int(len(text) * (1 - hp.val_fraction))
@@ -218,25 +288,27 @@ class TextDataModule(LightningDataModule):
         self.tokenizer = train_or_load_tokenizer(
             "\n\n".join(train), self.hparams.vocab_size, self.hparams.tokenizer_dir
         )
-        train_blocks = pack_blocks(self._encode(train), self.block_size)
+        train_blocks = pack_blocks(self._encode(train), self.block_size, name="training text")
         self.train_set = BlockDataset(*self._corrupt(train_blocks))
-        self.val_set = BlockDataset(pack_blocks(self._encode(val), self.block_size))
+        self.val_set = BlockDataset(
+            pack_blocks(self._encode(val), self.block_size, name="validation text")
+        )
 
     @property
     def tokenizer_vocab_size(self) -> int:
-        """Actual vocabulary size of the trained tokenizer (≤ ``vocab_size``)."""
+        """Actual vocabulary size of the trained tokenizer (at most `vocab_size`)."""
         if self.tokenizer is None:
             raise RuntimeError("call setup() first")
         return self.tokenizer.get_vocab_size()
 
     def train_dataloader(self) -> DataLoader:
-        g = torch.Generator().manual_seed(self.hparams.seed)
+        # Epoch-seeded order (not shuffle=True with a generator, whose running state a resumed
+        # run does not have): epoch e's permutation depends only on (seed, e).
         return DataLoader(
             self.train_set,
             batch_size=self.hparams.batch_size,
-            shuffle=True,
+            sampler=EpochShuffleSampler(len(self.train_set), seed=self.hparams.seed),
             drop_last=True,
-            generator=g,
             num_workers=self.hparams.num_workers,
         )
 

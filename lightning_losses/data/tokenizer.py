@@ -1,10 +1,11 @@
-"""Byte-level BPE tokenizer trained offline with Hugging Face ``tokenizers``, cached on disk.
+"""Byte-level BPE tokenizer trained offline with Hugging Face `tokenizers`, cached on disk.
 
 The tokenizer is trained on the training corpus at first use (seconds for a few MB) and cached
-under ``<cache_dir>/<sha256(corpus)[:16]>-v<vocab_size>/tokenizer.json``. The default cache
-directory is ``$LIGHTNING_LOSSES_CACHE/tokenizers`` or ``~/.cache/lightning_losses/tokenizers``.
+under `<cache_dir>/<sha256(corpus)[:16]>-v<vocab_size>/tokenizer.json`. The default cache
+directory is `$LIGHTNING_LOSSES_CACHE/tokenizers` or `~/.cache/lightning_losses/tokenizers`.
 Byte-level BPE (GPT-2 style, Sennrich et al. arXiv:1508.07909; Radford et al. 2019) never
-produces unknown tokens, so any UTF-8 text can be encoded.
+produces unknown tokens, so any UTF-8 text can be encoded. `tokenizers` is the `[nlp]` extra
+(`transformers` depends on it too), imported only when a tokenizer is trained or loaded.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 __all__ = ["EOS_TOKEN", "default_cache_dir", "train_or_load_tokenizer"]
 
@@ -19,25 +21,45 @@ EOS_TOKEN = "<|endoftext|>"
 
 
 def default_cache_dir() -> Path:
-    """``$LIGHTNING_LOSSES_CACHE/tokenizers`` or ``~/.cache/lightning_losses/tokenizers``."""
+    """`$LIGHTNING_LOSSES_CACHE/tokenizers` or `~/.cache/lightning_losses/tokenizers`.
+
+    Returns:
+        The folder (not created).
+    """
     root = os.environ.get("LIGHTNING_LOSSES_CACHE")
     base = Path(root) if root else Path.home() / ".cache" / "lightning_losses"
     return base / "tokenizers"
 
 
-def train_or_load_tokenizer(text: str, vocab_size: int = 1024, cache_dir: str | Path | None = None):
-    """Return a ``tokenizers.Tokenizer`` trained on ``text`` (loaded from the cache if present).
+def train_or_load_tokenizer(
+    text: str, vocab_size: int = 1024, cache_dir: str | Path | None = None
+) -> Any:
+    """Return a `tokenizers.Tokenizer` trained on `text` (loaded from the cache if present).
 
     Args:
         text: the training corpus.
-        vocab_size: target vocabulary size (including the 256 byte tokens and ``<|endoftext|>``).
-        cache_dir: where ``<hash>-v<vocab>/tokenizer.json`` lives (default
-            :func:`default_cache_dir`).
+        vocab_size: target vocabulary size (including the 256 byte tokens and `<|endoftext|>`).
+        cache_dir: where `<hash>-v<vocab>/tokenizer.json` lives (default
+            `default_cache_dir()`).
+
+    Returns:
+        The tokenizer.
+
+    Raises:
+        ValueError: `vocab_size` below 258.
+        ImportError: `tokenizers` is missing (the `[nlp]` extra).
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    try:
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    except ImportError as err:  # the [nlp] extra
+        raise ImportError(
+            'the BPE tokenizer needs tokenizers: pip install "lightning-losses[nlp]"'
+        ) from err
 
     if vocab_size < 258:
-        raise ValueError(f"vocab_size must be ≥ 258 (256 bytes + specials), got {vocab_size}")
+        raise ValueError(
+            f"--data.vocab_size must be >= 258 (256 bytes + specials), got {vocab_size}"
+        )
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
     path = Path(cache_dir or default_cache_dir()) / f"{digest}-v{vocab_size}" / "tokenizer.json"
     if path.exists():

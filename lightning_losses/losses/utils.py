@@ -1,10 +1,9 @@
-"""Helpers that produce loss arguments rather than losses: class-balanced ``weight`` vectors.
+"""Helpers that produce loss arguments rather than losses: class-balanced `weight` vectors.
 
-Paper:
-    Class-Balanced Loss Based on Effective Number of Samples (Cui et al., CVPR 2019,
-    arXiv:1901.05555) — the effective-number weights; inverse and inverse-square-root frequency
-    weights are the classic baselines (used e.g. in the class-imbalance study of code-comment
-    classification, CATALOG A23).
+The effective-number weights come from *Class-Balanced Loss Based on Effective Number of
+Samples* (Cui et al., CVPR 2019, arXiv:1901.05555); inverse and inverse-square-root frequency
+weights are the classic baselines (used e.g. in the class-imbalance study of code-comment
+classification, CATALOG A23).
 """
 
 from __future__ import annotations
@@ -16,9 +15,9 @@ from torch import Tensor
 
 from lightning_losses.losses._validation import check_choice, check_number
 
-__all__ = ["class_balanced_weights"]
+__all__ = ["ClassBalancedWeights", "class_balanced_weights"]
 
-WEIGHT_MODES = ("inverse", "sqrt", "effective")
+WEIGHT_MODES = ("inverse", "sqrt", "inverse_sqrt", "effective")
 
 
 def class_balanced_weights(
@@ -28,25 +27,26 @@ def class_balanced_weights(
     beta: float = 0.999,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
-    r"""Per-class weights from class counts, normalised so that :math:`\sum_c w_c = C`.
+    r"""Per-class weights from class counts, normalised so that $\sum_c w_c = C$.
 
-    .. math::
-        w_c \propto \frac{1}{n_c}\ (\text{inverse}),\quad
-        \frac{1}{\sqrt{n_c}}\ (\text{sqrt}),\quad
-        \frac{1-\beta}{1-\beta^{n_c}}\ (\text{effective number})
+    $$
+    w_c \propto \frac{1}{n_c}\ (\text{inverse}),\quad
+    \frac{1}{\sqrt{n_c}}\ (\text{sqrt}),\quad
+    \frac{1-\beta}{1-\beta^{n_c}}\ (\text{effective number})
+    $$
 
-    Pass the result as ``weight=`` to :class:`~lightning_losses.losses.CrossEntropyLoss`,
-    :class:`~lightning_losses.losses.PolyLoss`, ``torch.nn.functional.cross_entropy``, ...
+    Pass the result as `weight=` to [CrossEntropyLoss][lightning_losses.losses.CrossEntropyLoss],
+    [PolyLoss][lightning_losses.losses.PolyLoss], `torch.nn.functional.cross_entropy`, ...
     Uniform counts give all ones. Effective-number weights interpolate between no reweighting
-    (:math:`\beta \to 0`) and inverse frequency (:math:`\beta \to 1`).
+    ($\beta \to 0$) and inverse frequency ($\beta \to 1$).
 
     Paper: *Class-Balanced Loss Based on Effective Number of Samples*, Cui et al., CVPR 2019
     (arXiv:1901.05555).
 
     Args:
-        counts: ``[C]`` number of training samples per class (all ≥ 1).
-        mode: ``"inverse"`` (default), ``"sqrt"`` or ``"effective"``.
-        beta: :math:`\beta \in [0, 1)` for ``mode="effective"`` (default 0.999).
+        counts: `[C]` number of training samples per class (all ≥ 1).
+        mode: `"inverse"` (default), `"sqrt"` (alias `"inverse_sqrt"`) or `"effective"`.
+        beta: $\beta \in [0, 1)$ for `mode="effective"` (default 0.999).
         dtype: floating dtype of the result.
 
     Example:
@@ -66,7 +66,7 @@ def class_balanced_weights(
         )
     if mode == "inverse":
         w = 1.0 / n
-    elif mode == "sqrt":
+    elif mode in ("sqrt", "inverse_sqrt"):
         w = n.rsqrt()
     else:
         # (1 - β) / (1 - β^n); -expm1(n log β) = 1 - β^n without cancellation for β near 1.
@@ -74,3 +74,58 @@ def class_balanced_weights(
         if beta == 0.0:
             w = torch.ones_like(n)
     return (w * (n.numel() / w.sum())).to(dtype)
+
+
+class ClassBalancedWeights:
+    r"""Class-balanced per-class weights (CATALOG A23) as a reusable, configurable object.
+
+    Configure once (e.g. in a YAML), then produce `weight=` for any loss from class counts or from
+    the training labels. Same math as [class_balanced_weights][lightning_losses.losses.class_balanced_weights]:
+    inverse frequency, inverse square root, or the effective number of samples
+    $w_c \propto (1-\beta)/(1-\beta^{n_c})$, normalised to $\sum_c w_c = C$.
+
+    Paper: *Class-Balanced Loss Based on Effective Number of Samples*, Cui et al., CVPR 2019
+    (arXiv:1901.05555).
+
+    Args:
+        mode: `"inverse"`, `"sqrt"` / `"inverse_sqrt"` or `"effective"` (default).
+        beta: $\beta \in [0, 1)$ for `mode="effective"` (default 0.999).
+
+    Example:
+        >>> import torch
+        >>> from lightning_losses.losses import ClassBalancedWeights, CrossEntropyLoss
+        >>> cbw = ClassBalancedWeights(mode="inverse")
+        >>> cbw.from_labels(torch.tensor([0, 0, 0, 1]), num_classes=2)
+        tensor([0.5000, 1.5000])
+        >>> loss = CrossEntropyLoss(weight=cbw([30, 10]))
+    """
+
+    def __init__(self, mode: str = "effective", beta: float = 0.999) -> None:
+        self.mode = check_choice("mode", mode, WEIGHT_MODES)
+        self.beta = check_number("beta", beta, low=0.0, high=1.0, high_inclusive=False)
+
+    def __call__(
+        self, counts: Tensor | Sequence[int], dtype: torch.dtype = torch.float32
+    ) -> Tensor:
+        """Weights `[C]` from per-class counts `[C]` (all ≥ 1)."""
+        return class_balanced_weights(counts, mode=self.mode, beta=self.beta, dtype=dtype)
+
+    def from_labels(
+        self, labels: Tensor, num_classes: int, dtype: torch.dtype = torch.float32
+    ) -> Tensor:
+        """Weights `[C]` from integer training labels (every class must occur at least once)."""
+        if not isinstance(labels, Tensor) or labels.is_floating_point():
+            raise TypeError(
+                f"labels must be an integer tensor, got {getattr(labels, 'dtype', type(labels))}"
+            )
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        flat = labels.reshape(-1)
+        if flat.numel() and bool(((flat < 0) | (flat >= num_classes)).any()):
+            raise ValueError(
+                f"labels must lie in [0, {num_classes}), got {flat.min().item()}..{flat.max().item()}"
+            )
+        return self(torch.bincount(flat, minlength=num_classes), dtype=dtype)
+
+    def __repr__(self) -> str:
+        return f"ClassBalancedWeights(mode={self.mode!r}, beta={self.beta})"

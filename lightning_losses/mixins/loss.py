@@ -1,18 +1,20 @@
-"""``LossMixin``: a LightningModule mixin that supplies a catalog loss and per-sample reduction.
+r"""`LossMixin`: a LightningModule mixin that supplies a catalog loss, per-sample reduction and a backward seam.
 
-Lightning back-propagates the loss that ``training_step`` returns and lets callbacks read but not
+Lightning back-propagates the loss that `training_step` returns and lets callbacks read but not
 replace it. So the module computes **per-sample** losses and reduces them itself, asking the
-behaviour callback attached to it (if any) for sample weights. A callback attaches itself in
-``setup`` as a module attribute named after its *role* (see :mod:`lightning_losses.callbacks.base`):
+behaviour callbacks attached to it for what they own. A callback attaches itself in `setup` as a
+module attribute named after its *role* (the constants of [Role][lightning_losses.mixins.loss.Role]):
 
-=========================  ====================================================================
-attribute                  used by the mixin
-=========================  ====================================================================
-``sample_weighter``        ``sample_weights(per_sample.detach()) -> Tensor[B]``; the main loss
-                           becomes ``Σ_i w_i · per_sample_i``.
-``aux_gradient_handler``   ``consume_aux(aux_total)``; the aux objectives are then handed to it
-                           (e.g. Bloop's projected gradient) instead of being added to ``loss``.
-=========================  ====================================================================
+- `Role.SAMPLE_WEIGHTER` (`pl_module.sample_weighter`): `sample_weights(per_sample.detach())`
+  returns `[B]` weights; the main loss becomes $\sum_i w_i \ell_i$
+  ([SampleWeighter][lightning_losses.mixins.loss.SampleWeighter]).
+- `Role.GRADIENT_HANDLER` (`pl_module.gradient_handler`): receives the main loss and every aux
+  objective separately in [LossMixin.backward][lightning_losses.mixins.loss.LossMixin.backward]
+  and decides how they become gradients
+  ([GradientHandler][lightning_losses.mixins.loss.GradientHandler]; Bloop, Jacobian aggregators).
+
+The role constants live here, below the callbacks in the dependency order, and are re-exported by
+`lightning_losses.callbacks.base`.
 """
 
 from __future__ import annotations
@@ -21,46 +23,152 @@ import copy
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from lightning_losses.registry import get_loss
 
+if TYPE_CHECKING:
+    from lightning.pytorch import LightningModule
+
 __all__ = [
     "AUX_GRADIENT_HANDLER_ATTR",
+    "GRADIENT_HANDLER_ATTR",
     "SAMPLE_WEIGHTER_ATTR",
+    "GradientHandler",
     "LossMixin",
     "LossOutput",
+    "Role",
+    "SampleWeighter",
     "build_criterion",
 ]
 
-SAMPLE_WEIGHTER_ATTR = "sample_weighter"
-AUX_GRADIENT_HANDLER_ATTR = "aux_gradient_handler"
+
+class Role:
+    """The module attribute names behaviour callbacks attach as (one callback per role).
+
+    Example:
+        >>> from lightning_losses.mixins import Role
+        >>> Role.SAMPLE_WEIGHTER, Role.GRADIENT_HANDLER, Role.PLD
+        ('sample_weighter', 'gradient_handler', 'pld')
+    """
+
+    SAMPLE_WEIGHTER: ClassVar[str] = "sample_weighter"
+    """Called by `LossMixin.reduce_per_sample`: per-sample weights of the main loss."""
+    GRADIENT_HANDLER: ClassVar[str] = "gradient_handler"
+    """Called by `LossMixin.backward`: turns the main loss and the aux objectives into gradients."""
+    PLD: ClassVar[str] = "pld"
+    """`PLDResampling`: called by the callback itself or by the module's inline scoring."""
+    PATCH_MINER: ClassVar[str] = "patch_miner"
+    """Reserved for hard-patch mining (masked image modeling)."""
+    LOAD_BALANCER: ClassVar[str] = "load_balancer"
+    """Reserved for loss-free MoE load balancing."""
+
+
+SAMPLE_WEIGHTER_ATTR = Role.SAMPLE_WEIGHTER
+GRADIENT_HANDLER_ATTR = Role.GRADIENT_HANDLER
+# Stage-1 name of the gradient role; the role itself is now `Role.GRADIENT_HANDLER`.
+AUX_GRADIENT_HANDLER_ATTR = Role.GRADIENT_HANDLER
 
 CriterionSpec = str | Mapping[str, Any] | nn.Module
 
 
+@runtime_checkable
+class SampleWeighter(Protocol):
+    """Role `sample_weighter`: turns detached per-sample losses into reduction weights.
+
+    `sample_weights` receives `[B]` detached local losses and returns `[B]` weights such that the
+    local loss is $\\sum_i w_i \\ell_i$ (under DDP including any `× world_size` factor needed for
+    gradient averaging to give the intended global objective). A weight of exactly 0 removes the
+    sample from the sum (it is not multiplied in), so a non-finite loss with weight 0 leaves the
+    loss finite.
+    """
+
+    def sample_weights(self, per_sample: Tensor) -> Tensor: ...
+
+
+@runtime_checkable
+class GradientHandler(Protocol):
+    r"""Role `gradient_handler`: decides how the main loss and each aux objective become gradients.
+
+    [LossMixin.backward][lightning_losses.mixins.loss.LossMixin.backward] calls it instead of
+    `loss.backward()` on every backward of a training step (every micro-batch under gradient
+    accumulation), in automatic and in manual optimization.
+
+    What it receives:
+
+    - `main`: the main objective of the step's last `compute_loss`, and `aux`: each aux objective
+      by name, both **already scaled exactly as Lightning scaled the loss it back-propagates**:
+      multiplied by `accumulation_factor` (`1 / trainer.accumulate_grad_batches` in automatic
+      optimization, 1 in manual) and, under fp16 AMP, by the grad scaler's current scale. So
+      `torch.autograd.backward([main, *aux.values()])` reproduces the default backward exactly.
+    - `accumulation_factor`: the float applied, for handlers that keep their own buffers.
+    - `scaler`: the AMP grad scaler (`trainer.precision_plugin.scaler`) or `None`. Lightning unscales
+      `p.grad` before `on_before_optimizer_step`; a gradient the handler keeps elsewhere (e.g. from
+      `torch.autograd.grad`) is still scaled and must be divided by `scaler.get_scale()`.
+
+    Under DDP, DDP's reducer must run **once** per backward: compute every separate gradient with
+    `torch.autograd.grad(aux_total, params, retain_graph=True)` (it bypasses DDP's hooks, so the
+    result is per-rank; all-reduce it yourself, e.g. in `on_before_optimizer_step`), then do exactly
+    one `main.backward()` (or one `torch.autograd.backward` over a list of tensors), which DDP
+    all-reduces into `p.grad`. Calling `.backward()` twice through the DDP graph in one step fails.
+    Under FSDP2 (`ModelParallelStrategy`) use manual optimization
+    ([LossMixin.manual_loss_backward][lightning_losses.mixins.loss.LossMixin.manual_loss_backward]);
+    `torch.autograd.grad` does not run FSDP's reduce-scatter hooks.
+    """
+
+    def backward(
+        self,
+        module: LightningModule,
+        main: Tensor,
+        aux: Mapping[str, Tensor],
+        *,
+        accumulation_factor: float,
+        scaler: Any | None,
+    ) -> None: ...
+
+
 @dataclass
 class LossOutput:
-    """What :meth:`LossMixin.compute_loss` returns.
+    """What [LossMixin.compute_loss][lightning_losses.mixins.loss.LossMixin.compute_loss] returns.
 
     Attributes:
-        loss: the scalar to back-propagate (main loss + aux, unless an aux handler took the aux).
-        per_sample: ``[B]`` unreduced main losses, still attached to the graph.
-        aux: named auxiliary objectives (scalars, attached), kept apart from the main loss.
-        weights: the detached ``[B]`` sample weights used to reduce ``per_sample``.
+        loss: the scalar Lightning back-propagates: `main + aux_total`, whether or not a gradient
+            handler is attached (the handler receives the parts separately in `backward`).
+        per_sample: `[B]` unreduced main losses, still attached to the graph.
+        aux: named auxiliary objectives (attached scalars), never summed into one entry.
+        weights: the detached `[B]` sample weights used to reduce `per_sample`.
+        main: the reduced main objective $\\sum_i w_i \\ell_i$ (`loss` minus the aux).
+        extras: anything else the step produced for callbacks and logging (logits, router counts,
+            rewards, ...); not back-propagated.
     """
 
     loss: Tensor
     per_sample: Tensor
     aux: dict[str, Tensor] = field(default_factory=dict)
     weights: Tensor | None = None
+    main: Tensor | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def aux_total(self) -> Tensor | None:
+        """The sum of the aux objectives, or `None` when there are none."""
+        if not self.aux:
+            return None
+        return torch.stack([v.to(self.loss.dtype) for v in self.aux.values()]).sum()
 
     def to_dict(self) -> dict[str, Any]:
-        """The dict form ``training_step`` returns (DYNAMICS.md §0)."""
-        return {"loss": self.loss, "per_sample": self.per_sample, "aux": self.aux}
+        """The dict `training_step` returns (DYNAMICS.md §0); Lightning reads `"loss"`."""
+        return {
+            "loss": self.loss,
+            "main": self.main,
+            "per_sample": self.per_sample,
+            "aux": self.aux,
+            "extras": self.extras,
+        }
 
 
 def _import_class(path: str) -> type:
@@ -70,33 +178,63 @@ def _import_class(path: str) -> type:
     return getattr(importlib.import_module(module_name), name)
 
 
+_REDUCTION_WARNED: set[str] = set()
+
+
+def _warn_reduction(name: str, reduction: Any) -> None:
+    if reduction in (None, "none", "mean") or name in _REDUCTION_WARNED:
+        return
+    _REDUCTION_WARNED.add(name)
+    rank_zero_warn(
+        f"criterion {name} was given reduction={reduction!r}; LossMixin computes it with "
+        "reduction='none' and reduces the per-sample losses itself (a mean, or the sample "
+        "weighter's weighted sum), so the requested reduction is replaced",
+        category=UserWarning,
+    )
+
+
 def build_criterion(criterion: CriterionSpec, **overrides: Any) -> nn.Module:
-    """Build a criterion that returns unreduced losses (``reduction="none"``).
+    """Build a criterion that returns unreduced losses (`reduction="none"`).
+
+    A requested `reduction` other than `"none"`/`"mean"` (e.g. `"sum"`) is replaced by `"none"`
+    with a one-time rank-zero warning: the mixin reduces the per-sample losses itself (their mean
+    without a sample weighter).
 
     Args:
-        criterion: a registry name (``"poly"``), a dict ``{"name": "poly", "epsilon": 2.0}`` or
-            LightningCLI-style ``{"class_path": "...", "init_args": {...}}``, or an ``nn.Module``
-            with a ``reduction`` attribute (every catalog loss and every ``torch.nn`` loss). A
-            module whose reduction is not ``"none"`` is deep-copied and set to ``"none"``; the
-            caller's instance is left untouched.
-        overrides: extra constructor keyword arguments (names and dicts only).
+        criterion: a registry name (`"poly"`), a dict `{"name": "poly", "epsilon": 2.0}` or
+            LightningCLI-style `{"class_path": "...", "init_args": {...}}`, or an `nn.Module` with a
+            `reduction` attribute (every catalog loss and every `torch.nn` loss). A module whose
+            reduction is not `"none"` is deep-copied and set to `"none"`; the caller's instance is
+            left untouched.
+        **overrides: extra constructor keyword arguments (names and dicts only).
+
+    Returns:
+        The criterion module with `reduction == "none"`.
+
+    Raises:
+        TypeError: `criterion` is of an unsupported type or the module has no `reduction`.
+        ValueError: a dict without `name` or `class_path`.
 
     Example:
         >>> from lightning_losses.mixins import build_criterion
-        >>> build_criterion({"name": "focal", "gamma": 1.0})
-        FocalLoss(reduction='none')
+        >>> build_criterion("cross_entropy").reduction
+        'none'
     """
     if isinstance(criterion, str):
+        _warn_reduction(criterion, overrides.get("reduction"))
         module = get_loss(criterion, **{**overrides, "reduction": "none"})
     elif isinstance(criterion, Mapping):
         spec = dict(criterion)
         if "class_path" in spec:
             cls = _import_class(spec["class_path"])
             kwargs = {**dict(spec.get("init_args") or {}), **overrides}
+            _warn_reduction(cls.__name__, kwargs.get("reduction"))
             module = cls(**kwargs)
         elif "name" in spec:
             name = spec.pop("name")
-            module = get_loss(name, **{**spec, **overrides, "reduction": "none"})
+            kwargs = {**spec, **overrides}
+            _warn_reduction(name, kwargs.get("reduction"))
+            module = get_loss(name, **{**kwargs, "reduction": "none"})
         else:
             raise ValueError(
                 "criterion dict needs a 'name' (registry) or a 'class_path' key, "
@@ -117,35 +255,39 @@ def build_criterion(criterion: CriterionSpec, **overrides: Any) -> nn.Module:
             "per-sample losses (reduction='none')"
         )
     if module.reduction != "none":
+        _warn_reduction(type(module).__name__, module.reduction)
         module = copy.deepcopy(module)
         module.reduction = "none"
     return module
 
 
-def _element_mask(criterion: nn.Module, elements: Tensor, args: tuple[Any, ...]) -> Tensor | None:
-    # Dense losses return 0 at ignored positions; find them from the integer target if any.
-    ignore_index = getattr(criterion, "ignore_index", None)
-    if ignore_index is None:
-        return None
-    for arg in args:
-        if isinstance(arg, Tensor) and not arg.is_floating_point() and arg.shape == elements.shape:
-            return arg != ignore_index
-    return None
+def _notify(callback: Any) -> None:
+    # Behaviour callbacks record that the module called them ("attached but never called").
+    notify = getattr(callback, "notify_called", None)
+    if notify is not None:
+        notify()
 
 
 class LossMixin:
-    """LightningModule mixin: build a catalog criterion, compute per-sample losses, reduce them.
+    r"""LightningModule mixin: build a catalog criterion, compute per-sample losses, reduce them.
 
-    Use with ``class MyModule(LossMixin, LightningModule)``: call
-    :meth:`configure_criterion` in ``__init__`` and :meth:`compute_loss` in ``training_step``.
-    The criterion is a registered submodule, so a loss with parameters (learnable
-    temperatures, class centres) is trained by ``self.parameters()`` automatically.
+    Use with `class MyModule(LossMixin, LightningModule)`: call `configure_criterion` in
+    `__init__` and `compute_loss` in `training_step`, and return its `loss` (or `to_dict()`).
+    The criterion is a registered submodule, so a loss with parameters (learnable temperatures,
+    class centres) is trained by `self.parameters()` automatically.
 
-    Reduction: ``per_sample`` is ``[B]``. For dense losses (``[B, *]`` elements, e.g. tokens) it
-    is the mean over each sample's valid elements (``ignore_index`` positions excluded), unless
-    ``loss_granularity = "element"``, which makes every valid element its own "sample". Without a
-    sample-weighting callback the main loss is ``per_sample.mean()``; with one attached (in
-    training only) it is ``Σ_i w_i · per_sample_i`` with the callback's detached weights.
+    Reduction: `per_sample` is `[B]`. For dense losses (`[B, *]` elements, e.g. tokens) it is the
+    mean over each sample's valid elements, unless `loss_granularity = "element"`, which makes
+    every valid element its own "sample". Which elements are valid: the `element_mask=` argument,
+    else `criterion.element_mask(*args, **kwargs)` (catalog losses: `target != ignore_index`),
+    else all. A `torch.nn` loss has no `element_mask`: pass `element_mask=` yourself. Without a
+    sample weighter the main loss is the mean of `per_sample` over the samples with at least one
+    valid element; with one attached (in training only) it is $\sum_i w_i \ell_i$ with its detached
+    weights (samples with weight exactly 0 are left out of the sum).
+
+    Capabilities: a module may declare `accepted_input_kinds` (a tuple of
+    `lightning_losses.losses.base.InputKind` values); `configure_criterion` then rejects a
+    criterion whose `input_kind` is not among them (`None`, the default, accepts every loss).
 
     Example:
         >>> import torch
@@ -155,25 +297,60 @@ class LossMixin:
         ...     def __init__(self):
         ...         super().__init__()
         ...         self.net = torch.nn.Linear(4, 3)
-        ...         self.configure_criterion("poly", epsilon=1.0)
+        ...         self.configure_criterion("cross_entropy")
         ...     def training_step(self, batch, batch_idx):
         ...         x, y = batch
         ...         return self.compute_loss(self.net(x), y).to_dict()
         >>> out = Model().compute_loss(torch.zeros(2, 3), torch.tensor([0, 1]))
         >>> out.per_sample
-        tensor([1.7653, 1.7653])
+        tensor([1.0986, 1.0986])
     """
 
     criterion: nn.Module
     loss_granularity: str = "sample"
+    accepted_input_kinds: ClassVar[tuple[str, ...] | None] = None
 
+    # ------------------------------------------------------------------------------ building
     def configure_criterion(self, criterion: CriterionSpec, **overrides: Any) -> nn.Module:
-        """Build the criterion (see :func:`build_criterion`) and register it as ``self.criterion``."""
-        self.criterion = build_criterion(criterion, **overrides)
-        return self.criterion
+        """Build the criterion (see `build_criterion`), check its input kind, register it.
 
+        Args:
+            criterion: a registry name, a dict or a module (see `build_criterion`).
+            **overrides: extra constructor keyword arguments.
+
+        Returns:
+            The criterion, also stored as `self.criterion`.
+
+        Raises:
+            ValueError: the module declares `accepted_input_kinds` and the criterion's
+                `input_kind` is not among them.
+        """
+        module = build_criterion(criterion, **overrides)
+        accepted = type(self).accepted_input_kinds
+        kind = getattr(type(module), "input_kind", None)
+        if accepted is not None and kind is not None and kind not in accepted:
+            raise ValueError(
+                f"criterion {type(module).__name__} takes {kind!r} inputs, but "
+                f"{type(self).__name__} accepts only {tuple(accepted)} losses; choose a loss of "
+                "an accepted kind (list_losses() shows each loss's input_kind)"
+            )
+        self.criterion = module
+        return module
+
+    # ----------------------------------------------------------------------------- reduction
     def per_sample_losses(self, elements: Tensor, element_mask: Tensor | None = None) -> Tensor:
-        """``[B, *]`` unreduced losses -> ``[B]`` (or valid elements for ``"element"`` granularity)."""
+        """`[B, *]` unreduced losses to `[B]` (or the valid elements for `"element"` granularity).
+
+        Args:
+            elements: the criterion's `reduction="none"` output.
+            element_mask: boolean mask of the valid elements, shaped like `elements`, or `None`.
+
+        Returns:
+            The per-sample losses.
+
+        Raises:
+            ValueError: a scalar output, a mask of the wrong shape, or an unknown granularity.
+        """
         if elements.ndim == 0:
             raise ValueError(
                 "criterion returned a scalar with reduction='none'; LossMixin needs one loss per "
@@ -195,16 +372,34 @@ class LossMixin:
         flat = elements.reshape(elements.shape[0], -1)
         if element_mask is None:
             return flat.mean(1)
-        mask = element_mask.reshape(elements.shape[0], -1).to(flat.dtype)
-        return (flat * mask).sum(1) / mask.sum(1).clamp_min(1)
+        mask = element_mask.reshape(elements.shape[0], -1)
+        # where, not multiply: an ignored element whose loss is NaN/inf must not poison the mean.
+        total = torch.where(mask, flat, torch.zeros((), dtype=flat.dtype, device=flat.device))
+        return total.sum(1) / mask.sum(1).clamp_min(1).to(flat.dtype)
 
-    def reduce_per_sample(self, per_sample: Tensor) -> tuple[Tensor, Tensor]:
-        """Reduce ``[B]`` losses with the attached sample weighter (training) or a plain mean."""
-        weighter = getattr(self, SAMPLE_WEIGHTER_ATTR, None)
+    def reduce_per_sample(
+        self, per_sample: Tensor, sample_mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Reduce `[B]` losses with the attached sample weighter (training) or a plain mean.
+
+        Args:
+            per_sample: `[B]` losses (attached).
+            sample_mask: `[B]` bool, which samples count in the plain mean (samples with no valid
+                element do not); `None` = all.
+
+        Returns:
+            `(main, weights)`: the reduced main objective and the detached `[B]` weights.
+        """
+        weighter = getattr(self, Role.SAMPLE_WEIGHTER, None)
         if weighter is None or not getattr(self, "training", True):
-            n = per_sample.numel()
-            weights = torch.full_like(per_sample.detach(), 1.0 / max(n, 1))
+            if sample_mask is None:
+                weights = torch.full_like(per_sample.detach(), 1.0 / max(per_sample.numel(), 1))
+            else:
+                valid = sample_mask.to(per_sample.dtype)
+                weights = valid / valid.sum().clamp_min(1)
+            main = (weights * per_sample).sum() if sample_mask is None else None
         else:
+            _notify(weighter)
             weights = weighter.sample_weights(per_sample.detach())
             if not isinstance(weights, Tensor) or weights.shape != per_sample.shape:
                 raise ValueError(
@@ -213,67 +408,183 @@ class LossMixin:
                     f"{getattr(weights, 'shape', type(weights).__name__)}"
                 )
             weights = weights.detach().to(per_sample.dtype)
-        return (weights * per_sample).sum(), weights
+            main = None
+        if main is None:
+            # Weight-0 samples are left out (not multiplied by 0): 0 · inf would be NaN.
+            zero = torch.zeros((), dtype=per_sample.dtype, device=per_sample.device)
+            main = torch.where(weights != 0, weights * per_sample, zero).sum()
+        return main, weights
 
+    def _element_mask(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor | None:
+        declared = getattr(self.criterion, "element_mask", None)
+        return declared(*args, **kwargs) if callable(declared) else None
+
+    # ---------------------------------------------------------------------------------- loss
     def compute_loss(
         self,
         *args: Any,
         aux: Mapping[str, Tensor] | None = None,
         element_mask: Tensor | None = None,
+        extras: Mapping[str, Any] | None = None,
         stage: str = "train",
         log: bool = True,
         **kwargs: Any,
     ) -> LossOutput:
-        """Run the criterion on ``*args, **kwargs`` and reduce it through the callback protocol.
+        """Run the criterion on `*args, **kwargs` and reduce it through the callback protocol.
 
         Args:
-            args: the criterion's positional inputs (e.g. ``logits, target``).
-            aux: named auxiliary scalar objectives, added to ``loss`` (or handed to an attached
-                aux-gradient handler) and logged as ``{stage}/{name}``.
-            element_mask: for dense losses, which elements count (default: target ≠
-                ``ignore_index`` when the criterion has one).
-            stage: logging prefix (``train``, ``val``, ``test``).
-            log: log ``{stage}/loss`` and every aux when attached to a Trainer.
-            kwargs: the criterion's keyword inputs.
+            *args: the criterion's positional inputs (e.g. `logits, target`).
+            aux: named auxiliary scalar objectives, added to `loss`, logged as `{stage}/{name}`
+                and handed separately to an attached gradient handler.
+            element_mask: which elements of the unreduced loss count; default: the criterion's
+                `element_mask(*args, **kwargs)` when it has one, else all.
+            extras: anything to carry to callbacks and logging in `LossOutput.extras`.
+            stage: logging prefix (`train`, `val`, `test`).
+            log: log through `log_loss_output` when attached to a Trainer.
+            **kwargs: the criterion's keyword inputs.
+
+        Returns:
+            The [LossOutput][lightning_losses.mixins.loss.LossOutput].
+
+        Raises:
+            ValueError: an aux value that is not a scalar tensor.
         """
         elements = self.criterion(*args, **kwargs)
-        if element_mask is None and elements.ndim > 1:
-            element_mask = _element_mask(self.criterion, elements, args)
+        if element_mask is None:
+            element_mask = self._element_mask(args, kwargs)
         per_sample = self.per_sample_losses(elements, element_mask)
-        main, weights = self.reduce_per_sample(per_sample)
+        sample_mask = None
+        if element_mask is not None and self.loss_granularity == "sample":
+            sample_mask = element_mask.reshape(elements.shape[0], -1).any(1)
+        main, weights = self.reduce_per_sample(per_sample, sample_mask)
 
         aux = dict(aux or {})
         for name, value in aux.items():
             if not isinstance(value, Tensor) or value.ndim != 0:
                 raise ValueError(f"aux[{name!r}] must be a scalar tensor, got {value!r}")
-        loss = main
+        output = LossOutput(
+            loss=main,
+            per_sample=per_sample,
+            aux=aux,
+            weights=weights,
+            main=main,
+            extras=dict(extras or {}),
+        )
         if aux:
-            aux_total = torch.stack([v.to(main.dtype) for v in aux.values()]).sum()
-            handler = getattr(self, AUX_GRADIENT_HANDLER_ATTR, None)
-            if handler is not None and getattr(self, "training", True):
-                handler.consume_aux(aux_total)
-            else:
-                loss = main + aux_total
-
+            output.loss = main + output.aux_total
+        if getattr(self, "training", False) and torch.is_grad_enabled():
+            # Read by `backward` (gradient handler) and cleared there.
+            self.__dict__["_last_loss_output"] = output
         if log and getattr(self, "_trainer", None) is not None:
-            on_step = stage == "train"
-            batch_size = int(per_sample.shape[0])
-            self.log(
-                f"{stage}/loss",
-                loss.detach(),
-                on_step=on_step,
-                on_epoch=True,
-                prog_bar=True,
-                batch_size=batch_size,
-                sync_dist=not on_step,
+            self.log_loss_output(output, stage, int(per_sample.shape[0]))
+        return output
+
+    def log_loss_output(self, output: LossOutput, stage: str, batch_size: int) -> None:
+        """Log `{stage}/loss` (main + aux), `{stage}/loss_main` and every `{stage}/{aux}`.
+
+        `{stage}/loss` is always the total objective, the same quantity with or without a
+        gradient handler attached; `{stage}/loss_main` (logged when there are aux objectives) is
+        the main objective alone. Training logs per step and per epoch, evaluation per epoch with
+        `sync_dist`.
+
+        Args:
+            output: what `compute_loss` returned.
+            stage: the prefix.
+            batch_size: for Lightning's epoch averaging.
+        """
+        on_step = stage == "train"
+        common = {
+            "on_step": on_step,
+            "on_epoch": True,
+            "batch_size": batch_size,
+            "sync_dist": not on_step,
+        }
+        self.log(f"{stage}/loss", output.loss.detach(), prog_bar=True, **common)
+        if output.aux:
+            self.log(f"{stage}/loss_main", output.main.detach(), **common)
+        for name, value in output.aux.items():
+            self.log(f"{stage}/{name}", value.detach(), **common)
+
+    # ------------------------------------------------------------------------------ backward
+    def _grad_scaler(self) -> Any | None:
+        trainer = getattr(self, "_trainer", None)
+        plugin = getattr(trainer, "precision_plugin", None) if trainer is not None else None
+        return getattr(plugin, "scaler", None)
+
+    def _accumulation_factor(self) -> float:
+        trainer = getattr(self, "_trainer", None)
+        if trainer is None or not getattr(self, "automatic_optimization", True):
+            return 1.0
+        return 1.0 / trainer.accumulate_grad_batches
+
+    def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
+        """Lightning's backward hook, routed through an attached gradient handler.
+
+        Without a handler this is `LightningModule.backward` (`loss.backward()`). With one, the
+        handler receives the main objective and each aux objective of the step's last
+        `compute_loss`, scaled like `loss` (see
+        [GradientHandler][lightning_losses.mixins.loss.GradientHandler]), and does the backward
+        itself. Lightning calls this hook in automatic optimization and from `manual_backward`.
+
+        Args:
+            loss: what Lightning back-propagates: the returned loss divided by
+                `accumulate_grad_batches` and, under fp16 AMP, multiplied by the grad scale.
+            *args: forwarded to `Tensor.backward` when no handler is attached.
+            **kwargs: forwarded to `Tensor.backward` when no handler is attached.
+
+        Raises:
+            RuntimeError: a handler is attached but the step's loss did not come from
+                `compute_loss`.
+        """
+        handler = getattr(self, Role.GRADIENT_HANDLER, None)
+        if handler is None or not getattr(self, "training", True):
+            super().backward(loss, *args, **kwargs)  # type: ignore[misc]
+            return
+        output = self.__dict__.pop("_last_loss_output", None)
+        if output is None:
+            raise RuntimeError(
+                f"{type(handler).__name__} is attached as `{Role.GRADIENT_HANDLER}` but "
+                f"{type(self).__name__}'s training_step did not compute its loss with "
+                "self.compute_loss(...): the handler needs the main loss and the aux objectives "
+                "separately"
             )
-            for name, value in aux.items():
-                self.log(
-                    f"{stage}/{name}",
-                    value.detach(),
-                    on_step=on_step,
-                    on_epoch=True,
-                    batch_size=batch_size,
-                    sync_dist=not on_step,
-                )
-        return LossOutput(loss=loss, per_sample=per_sample, aux=aux, weights=weights)
+        self.route_backward(handler, output)
+
+    def route_backward(self, handler: Any, output: LossOutput) -> None:
+        """Scale `output`'s main and aux objectives like Lightning's loss and call the handler.
+
+        Args:
+            handler: the [GradientHandler][lightning_losses.mixins.loss.GradientHandler].
+            output: the step's `LossOutput`.
+        """
+        factor = self._accumulation_factor()
+        scaler = self._grad_scaler()
+
+        def scale(t: Tensor) -> Tensor:
+            t = t * factor if factor != 1.0 else t
+            return scaler.scale(t) if scaler is not None else t
+
+        _notify(handler)
+        handler.backward(
+            self,
+            scale(output.main),
+            {name: scale(value) for name, value in output.aux.items()},
+            accumulation_factor=factor,
+            scaler=scaler,
+        )
+
+    def manual_loss_backward(self, output: LossOutput, *args: Any, **kwargs: Any) -> None:
+        """Manual-optimization backward of a `LossOutput` (e.g. for FSDP2), through the handler.
+
+        Use it in a `training_step` with `automatic_optimization = False` in place of
+        `self.manual_backward(output.loss)`: it goes through Lightning's strategy and precision
+        plugin (AMP scaling) and then, with a gradient handler attached, through the same handler
+        call as automatic optimization (accumulation factor 1: you step the optimizer yourself).
+
+        Args:
+            output: what `compute_loss` returned in this step.
+            *args: forwarded to `manual_backward`.
+            **kwargs: forwarded to `manual_backward`.
+        """
+        self.__dict__["_last_loss_output"] = output
+        self.manual_backward(output.loss, *args, **kwargs)  # type: ignore[attr-defined]

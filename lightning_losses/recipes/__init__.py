@@ -1,0 +1,3 @@
+"""The recipes: LightningModules, the CLI and `make demo` (see each submodule)."""
+
+__all__: list[str] = []

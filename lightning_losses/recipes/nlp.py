@@ -1,22 +1,30 @@
 """NLP recipe: causal language-model pretraining with a catalog criterion.
 
-``CausalLM`` is a :class:`~lightning_losses.mixins.LossMixin` LightningModule around a
-Hugging Face ``transformers`` causal LM built from a config (Llama-like by default, nothing is
-downloaded). The per-token cross-entropy is computed with ``reduction="none"`` through
-``compute_loss`` with ``element_mask = labels != -100``, so the per-sample loss is each
-sequence's mean token CE — the ``l_i`` that :class:`~lightning_losses.callbacks.LossReweighting`
-reweights. The logit z-loss (Wortsman et al., arXiv:2309.14322) is an optional auxiliary term.
-Validation perplexity comes from ``torchmetrics.text.Perplexity``. Run it from YAML::
+`CausalLM` is a [LossMixin][lightning_losses.mixins.LossMixin] LightningModule around a
+Hugging Face `transformers` causal LM built from a config (Llama-like by default, nothing is
+downloaded). The per-token cross-entropy is computed with `reduction="none"` through
+`compute_loss` with `element_mask = labels != -100`, so the per-sample loss is each
+sequence's mean token CE: the $l_i$ that
+[LossReweighting][lightning_losses.callbacks.LossReweighting] reweights. The logit z-loss
+(Wortsman et al., arXiv:2309.14322) is an optional auxiliary term. Validation perplexity comes
+from `torchmetrics.text.Perplexity`. Run it from YAML:
 
-    lightning-losses fit --config recipes/nlp/grammar_llama.yaml
-    lightning-losses fit --config recipes/nlp/grammar_llama.yaml \\
-        --trainer.devices 2 --trainer.strategy ddp
+```bash
+lightning-losses fit --config recipes/nlp/grammar_llama.yaml
+lightning-losses fit --config recipes/nlp/grammar_llama.yaml \
+    --config recipes/nlp/grammar_llama_reweighting.yaml     # overlay: + LossReweighting
+lightning-losses fit --config recipes/nlp/grammar_llama.yaml \
+    --trainer.devices 2 --trainer.strategy ddp
+```
 
-FSDP2: with ``--trainer.strategy lightning.pytorch.strategies.ModelParallelStrategy``,
-:meth:`CausalLM.configure_model` applies ``fully_shard`` to every decoder layer, then the root.
+FSDP2: with `--trainer.strategy lightning.pytorch.strategies.ModelParallelStrategy`,
+`CausalLM.configure_model` applies `fully_shard` to every decoder layer, then the root.
 
-``transformers`` is imported lazily (inside :func:`build_causal_lm`) so that
-``import lightning_losses`` stays fast.
+At setup the model checks the data: the tokenizer's vocabulary must fit `vocab_size`, and
+`--data.block_size` must not exceed `--model.max_position_embeddings`.
+
+`transformers` is imported lazily (inside `build_causal_lm`) so that `import lightning_losses`
+stays fast.
 """
 
 from __future__ import annotations
@@ -29,9 +37,14 @@ from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
 from lightning_losses.functional import z_loss
+from lightning_losses.losses import InputKind
 from lightning_losses.mixins import LossMixin
 
 __all__ = ["CausalLM", "build_causal_lm"]
+
+# What the CLI parses for `criterion` (a name or a dict); an `nn.Module` loss instance is
+# accepted too, in Python, but kept out of the annotation so `--model.help` stays short.
+CriterionArg = str | dict[str, Any]
 
 
 def build_causal_lm(
@@ -45,9 +58,21 @@ def build_causal_lm(
     max_position_embeddings: int = 512,
     **config_overrides: Any,
 ) -> nn.Module:
-    """A randomly initialised ``AutoModelForCausalLM`` from ``AutoConfig.for_model(model_type)``.
+    """A randomly initialised `AutoModelForCausalLM` from `AutoConfig.for_model(model_type)`.
 
-    ``config_overrides`` go to the config unchanged (e.g. ``num_local_experts`` for Mixtral).
+    Args:
+        model_type: a `transformers` model type (`"llama"`, `"mixtral"`, `"qwen2"`, ...).
+        vocab_size: embedding size.
+        hidden_size: model width.
+        num_layers: decoder layers.
+        num_heads: attention heads (also the key/value heads unless overridden).
+        intermediate_size: MLP width (default `4 * hidden_size`).
+        max_position_embeddings: longest sequence.
+        config_overrides: passed to the config unchanged (e.g. `num_local_experts` for
+            Mixtral).
+
+    Returns:
+        The model (`transformers` `PreTrainedModel`).
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -69,22 +94,26 @@ class CausalLM(LossMixin, LightningModule):
     """Causal LM pretraining with a catalog criterion, optional z-loss and validation perplexity.
 
     Args:
-        criterion: token-level criterion (registry name / dict / ``class_path`` / module)
-            taking ``[B, V, T]`` logits and ``[B, T]`` labels; default cross-entropy.
-        model_type: a ``transformers`` model type (``"llama"``, ``"mixtral"``, ``"qwen2"``, ...).
-        vocab_size: embedding size (≥ the tokenizer's vocabulary).
+        criterion: token-level criterion (registry name, dict, `class_path` dict or, in Python,
+            a module) taking `[B, V, T]` logits and `[B, T]` labels; default cross-entropy.
+        model_type: a `transformers` model type (`"llama"`, `"mixtral"`, `"qwen2"`, ...).
+        vocab_size: embedding size (at least the tokenizer's vocabulary).
         hidden_size: model width.
         num_layers: decoder layers.
         num_heads: attention heads.
-        intermediate_size: MLP width (default ``4 * hidden_size``).
-        max_position_embeddings: longest sequence.
+        intermediate_size: MLP width (default `4 * hidden_size`).
+        max_position_embeddings: longest sequence (at least the data's `block_size`).
         model_config: extra config keyword arguments (e.g. MoE settings).
         z_loss_coeff: coefficient of the z-loss auxiliary term (0 disables it).
         lr: peak AdamW learning rate.
         weight_decay: AdamW weight decay.
         betas: AdamW betas.
         warmup_steps: linear warm-up steps of the LR schedule.
-        min_lr_ratio: final LR of the cosine decay, as a fraction of ``lr``.
+        min_lr_ratio: final LR of the cosine decay, as a fraction of `lr`.
+
+    Raises:
+        ValueError: a negative `z_loss_coeff`; at setup, a tokenizer larger than `vocab_size`
+            or a `block_size` above `max_position_embeddings` (naming both flags).
 
     Example:
         >>> import torch
@@ -95,9 +124,12 @@ class CausalLM(LossMixin, LightningModule):
         (2,)
     """
 
+    # Token-level classification losses on [B, V, T] logits; sequence losses (chunked CE, ...).
+    accepted_input_kinds = (InputKind.CLASSIFICATION, InputKind.SEQUENCES)
+
     def __init__(
         self,
-        criterion: str | dict[str, Any] | nn.Module = "cross_entropy",
+        criterion: CriterionArg = "cross_entropy",
         model_type: str = "llama",
         vocab_size: int = 512,
         hidden_size: int = 128,
@@ -136,31 +168,31 @@ class CausalLM(LossMixin, LightningModule):
 
     # -- model ---------------------------------------------------------------------------------
     def forward(self, input_ids: Tensor) -> Tensor:
-        """``[B, T]`` token ids -> ``[B, T, V]`` logits."""
+        """`[B, T]` token ids -> `[B, T, V]` logits."""
         return self.model(input_ids=input_ids, use_cache=False).logits
 
     def criterion_elements(self, logits: Tensor, labels: Tensor) -> tuple[Tensor, ...]:
-        """The criterion's inputs: ``([B, V, T] logits, [B, T] labels)`` (a transposed view).
+        """The criterion's inputs: `([B, V, T] logits, [B, T] labels)` (a transposed view).
 
         Extension point: a memory-lean chunked cross-entropy takes the final hidden states and
         the LM-head weight instead of materialised logits; override this method and
-        :meth:`lm_loss` to feed it.
+        `lm_loss` to feed it.
         """
         return logits.transpose(1, 2), labels
 
     def lm_loss(self, input_ids: Tensor, labels: Tensor, stage: str = "train"):
-        """Logits, per-token criterion, per-sequence mean over ``labels != -100``, z-loss aux."""
+        """Logits, per-token criterion, per-sequence mean over `labels != -100`, z-loss aux."""
         logits = self(input_ids)
         aux = {}
-        if self.hparams.z_loss_coeff > 0:
-            aux["z_loss"] = z_loss(logits, labels, coeff=self.hparams.z_loss_coeff)
+        if self.hparams.z_loss_coeff > 0:  # vocabulary at dimension 1, as for every loss
+            aux["z_loss"] = z_loss(logits.transpose(1, 2), labels, coeff=self.hparams.z_loss_coeff)
         out = self.compute_loss(
             *self.criterion_elements(logits, labels),
             aux=aux,
             element_mask=labels != -100,
+            extras={"logits": logits},
             stage=stage,
         )
-        out.logits = logits
         return out
 
     # -- Lightning -----------------------------------------------------------------------------
@@ -170,7 +202,15 @@ class CausalLM(LossMixin, LightningModule):
         if vocab and vocab > self.hparams.vocab_size:
             raise ValueError(
                 f"the tokenizer has {vocab} tokens but the model's vocab_size is "
-                f"{self.hparams.vocab_size}; set --model.vocab_size ≥ {vocab}"
+                f"{self.hparams.vocab_size}; set --model.vocab_size >= {vocab}"
+            )
+        block_size = getattr(dm, "block_size", None)
+        max_pos = self.hparams.max_position_embeddings
+        if isinstance(block_size, int) and block_size > max_pos:
+            raise ValueError(
+                f"--data.block_size {block_size} exceeds the model's --model."
+                f"max_position_embeddings {max_pos}; lower --data.block_size or raise "
+                f"--model.max_position_embeddings to >= {block_size}"
             )
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int):
@@ -179,7 +219,7 @@ class CausalLM(LossMixin, LightningModule):
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         out = self.lm_loss(batch["input_ids"], batch["labels"], stage="val")
-        self.val_ppl.update(out.logits.float(), batch["labels"])
+        self.val_ppl.update(out.extras["logits"].float(), batch["labels"])
         self.log("val/ppl", self.val_ppl, on_epoch=True, prog_bar=True)
 
     def configure_model(self) -> None:

@@ -1,21 +1,24 @@
 """Recommendation recipe: MF / LightGCN trained with a ranking loss, optionally with PLD.
 
-Papers:
-    BPR (Rendle et al., arXiv:1205.2618); LightGCN (He et al., arXiv:2002.02126);
-    SimpleX CCL (Mao et al., arXiv:2109.12613); PLD (Zhang et al., WWW 2025, arXiv:2502.00348).
+Built on BPR (Rendle et al., arXiv:1205.2618), LightGCN (He et al., arXiv:2002.02126), SimpleX's
+CCL (Mao et al., arXiv:2109.12613) and PLD (Zhang et al., WWW 2025, arXiv:2502.00348).
 
-Run (YAMLs in ``recipes/recsys/``)::
+Run (YAMLs in `recipes/recsys/`; `pld.yaml` is an overlay that adds the callback):
 
-    lightning-losses fit --config recipes/recsys/mf_bpr_pld.yaml
-    lightning-losses test --config recipes/recsys/mf_bpr_pld.yaml --ckpt_path last
+```bash
+lightning-losses fit --config recipes/recsys/mf_bpr.yaml --config recipes/recsys/pld.yaml
+lightning-losses test --config recipes/recsys/mf_bpr.yaml --ckpt_path <checkpoint>
+```
 
-The module talks to the data through :class:`~lightning_losses.data.InteractionDataModule`'s
-dict batches and to :class:`~lightning_losses.callbacks.PLDResampling` through
-``pld_candidate_losses(batch)`` (option (a), ``pld_inline=False``) or, with
-``pld_inline=True`` (the default), by calling ``self.pld.select(batch, losses)`` inside ``training_step``
-with candidate losses computed from the embeddings of the step's single graph propagation.
-Evaluation is full ranking over all items, excluding the user's training items (and validation
-items at test time), with Recall@k / NDCG@k from ``torchmetrics.retrieval``.
+The module talks to the data through [InteractionDataModule][lightning_losses.data.InteractionDataModule]'s
+dict batches and to [PLDResampling][lightning_losses.callbacks.PLDResampling] through the
+[PLDScorer][lightning_losses.callbacks.pld.PLDScorer] interface: `pld_candidate_losses(batch,
+*tables)`, scored by the callback (`pld_inline=False`) or, with `pld_inline=True` (the default),
+by `pld_select(self, batch, tables)` inside `training_step` from the embeddings of the step's
+single graph propagation. Regularisation: the per-batch L2 of the BPR literature on the embeddings
+the batch touches (`l2_reg`, logged as `train/l2`, an aux objective) and/or Adam's
+`weight_decay`. Evaluation is full ranking over all items, excluding the user's training items
+(and validation items at test time), with Recall@k / NDCG@k from `torchmetrics.retrieval`.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.retrieval import RetrievalNormalizedDCG, RetrievalRecall
 
+from lightning_losses.callbacks.pld import pld_select
+from lightning_losses.losses.base import InputKind
 from lightning_losses.mixins import LossMixin
 from lightning_losses.nn.recsys import LightGCN, MatrixFactorization
 
@@ -39,22 +44,27 @@ class RecsysModule(LossMixin, LightningModule):
     """Collaborative filtering on implicit feedback with a catalog ranking loss.
 
     Args:
-        model: ``"mf"`` (matrix factorisation) or ``"lightgcn"``.
-        embedding_dim: embedding size ``d``.
+        model: `"mf"` (matrix factorisation) or `"lightgcn"`.
+        embedding_dim: embedding size `d`.
         num_layers: LightGCN propagation depth.
-        similarity: ``"dot"`` or ``"cosine"`` (use cosine with the ``ccl`` loss).
-        criterion: a ranking loss by registry name or dict (``bpr``, ``bce_rec``,
-            ``sampled_softmax``, ``ccl``); called as ``criterion(pos_score [B], neg_score)``.
+        similarity: `"dot"` or `"cosine"` (use cosine with the `ccl` loss).
+        criterion: a ranking loss by registry name or dict (`bpr`, `bce_rec`, `sampled_softmax`,
+            `ccl`); called as `criterion(pos_score [B], neg_score)`. Non-ranking losses are
+            rejected when the module is built.
         lr: Adam learning rate.
-        weight_decay: Adam weight decay.
+        weight_decay: Adam weight decay on every parameter, every step (default 0; it shrinks
+            the embeddings of items a batch does not touch too, and on noisy data it undoes PLD's
+            gain, see docs/recipes/recsys.md).
+        l2_reg: $\\lambda$ of the per-batch L2 on the layer-0 embeddings of the batch's users,
+            positives and negatives (see `MatrixFactorization.l2_penalty`), added to the loss as
+            the aux objective `l2`. The recipes use it instead of `weight_decay`.
         top_k: cut-offs for Recall@k / NDCG@k.
-        pld_inline: compute PLD candidate losses inside ``training_step`` from the step's own
-            embeddings (option (b), the default: no second propagation for LightGCN, 1.2× vs
-            1.4× epoch time for MF); ``False`` lets the callback call
-            :meth:`pld_candidate_losses` in ``on_train_batch_start`` (option (a)).
-        n_users: number of users; ``None`` = read from the DataModule at setup (named apart
-            from the DataModule's ``num_users`` so Lightning's hparams merge never clashes).
-        n_items: number of items; ``None`` = read from the DataModule at setup.
+        pld_inline: compute PLD candidate losses inside `training_step` from the step's own
+            embeddings (option (b), the default: no second propagation for LightGCN); `False`
+            lets the callback call `pld_candidate_losses` in `on_train_batch_start` (option (a)).
+        n_users: number of users; `None` = read from the DataModule at setup (named apart from
+            the DataModule's `num_users` so Lightning's hparams merge never clashes).
+        n_items: number of items; `None` = read from the DataModule at setup.
 
     Example:
         >>> import torch
@@ -66,6 +76,8 @@ class RecsysModule(LossMixin, LightningModule):
         torch.Size([2, 2])
     """
 
+    accepted_input_kinds = (InputKind.RANKING,)
+
     def __init__(
         self,
         model: str = "mf",
@@ -75,6 +87,7 @@ class RecsysModule(LossMixin, LightningModule):
         criterion: str | dict[str, Any] = "bpr",
         lr: float = 1e-2,
         weight_decay: float = 0.0,
+        l2_reg: float = 0.0,
         top_k: Sequence[int] = (20,),
         pld_inline: bool = True,
         n_users: int | None = None,
@@ -100,10 +113,15 @@ class RecsysModule(LossMixin, LightningModule):
     def _build(self, num_users: int, num_items: int) -> None:
         h = self.hparams
         h["n_users"], h["n_items"] = num_users, num_items  # so checkpoints know the sizes
+        l2_reg = h.get("l2_reg", 0.0)  # absent from stage-1 checkpoints
         if h.model == "mf":
-            self.model = MatrixFactorization(num_users, num_items, h.embedding_dim, h.similarity)
+            self.model = MatrixFactorization(
+                num_users, num_items, h.embedding_dim, h.similarity, l2_reg=l2_reg
+            )
         else:
-            self.model = LightGCN(num_users, num_items, h.embedding_dim, h.num_layers, h.similarity)
+            self.model = LightGCN(
+                num_users, num_items, h.embedding_dim, h.num_layers, h.similarity, l2_reg=l2_reg
+            )
 
     def _metrics(self, stage: str) -> MetricCollection:
         metrics: dict[str, nn.Module] = {}
@@ -130,33 +148,41 @@ class RecsysModule(LossMixin, LightningModule):
     def _scores(self, tables: tuple[Tensor, Tensor], users: Tensor, items: Tensor) -> Tensor:
         return self.model.score(*tables, users, items)
 
-    def _candidate_losses(self, tables: tuple[Tensor, Tensor], batch: dict[str, Tensor]) -> Tensor:
+    def pld_candidate_losses(self, batch: dict[str, Tensor], *reuse: Tensor) -> Tensor:
+        """Per-candidate training losses `[B, k]`: the [PLDScorer][lightning_losses.callbacks.pld.PLDScorer] interface.
+
+        Every candidate of `batch["cand_items"]` is scored against the batch's own negatives
+        (DYNAMICS: keep j for scoring and training), with the main criterion only (no L2).
+
+        Args:
+            batch: the dict batch.
+            *reuse: optionally the step's `(user_table, item_table)`; else `embeddings()` runs.
+
+        Returns:
+            The candidate losses.
+        """
+        tables = tuple(reuse) if reuse else self.model.embeddings()
         user, cand, neg = batch["user"], batch["cand_items"], batch["neg_item"]
         b, k = cand.shape
         neg = neg if neg.ndim == 2 else neg.unsqueeze(1)
         # One gather + one batched product for the whole pool and the negatives.
         scores = self._scores(tables, user, torch.cat([cand, neg], 1))
         pos, neg_s = scores[:, :k], scores[:, k:]
-        # The same negatives j score every candidate (DYNAMICS: keep j for scoring and training).
         neg_s = neg_s.unsqueeze(1).expand(b, k, neg_s.shape[1]).reshape(b * k, -1)
         return self.criterion(pos.reshape(-1), neg_s).view(b, k)
 
-    def pld_candidate_losses(self, batch: dict[str, Tensor]) -> Tensor:
-        """Per-candidate training losses ``[B, k]`` (PLD option (a); the callback adds no_grad)."""
-        return self._candidate_losses(self.model.embeddings(), batch)
-
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         tables = self.model.embeddings()  # one propagation per step for LightGCN
-        pld = getattr(self, "pld", None)
-        if self.pld_inline and pld is not None:
-            with torch.no_grad():
-                losses = self._candidate_losses(tuple(t.detach() for t in tables), batch)
-            pld.select(batch, losses)
+        if self.pld_inline:
+            pld_select(self, batch, *tables)  # a no-op without an attached PLDResampling
         neg_item = batch["neg_item"]
         items = torch.cat([batch["pos_item"].unsqueeze(1), neg_item.view(len(neg_item), -1)], 1)
         scores = self._scores(tables, batch["user"], items)
         neg = scores[:, 1:] if neg_item.ndim == 2 else scores[:, 1]
-        out = self.compute_loss(scores[:, 0], neg)
+        aux = {}
+        if self.model.l2_reg > 0:
+            aux["l2"] = self.model.l2_penalty(batch["user"], batch["pos_item"], neg_item)
+        out = self.compute_loss(scores[:, 0], neg, aux=aux)
         noisy = batch.get("pos_is_noisy")
         if noisy is not None:
             self.log(
@@ -171,7 +197,7 @@ class RecsysModule(LossMixin, LightningModule):
 
     # --------------------------------------------------------------------------- evaluation
     def full_ranking_scores(self, batch: dict[str, Tensor]) -> Tensor:
-        """``[b, I]`` scores of the batch's users; excluded (seen) items get the lowest score."""
+        """`[b, I]` scores of the batch's users; excluded (seen) items get the lowest score."""
         scores = self.model.full_scores(*self.model.embeddings(), batch["user"])
         return scores.masked_fill(batch["exclude"], torch.finfo(scores.dtype).min)
 

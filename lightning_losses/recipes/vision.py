@@ -1,10 +1,14 @@
 """Vision recipe: image classification with a catalog loss, under label noise.
 
-``ImageClassifier`` is a ``LossMixin`` LightningModule around a small MLP or any timm backbone;
-the criterion comes from the registry by name/dict/``class_path``. Accuracy and expected
-calibration error come from torchmetrics. Run it from YAML::
+`ImageClassifier` is a `LossMixin` LightningModule around a small MLP or any timm backbone;
+the criterion comes from the registry by name/dict/`class_path`. Accuracy and expected
+calibration error come from torchmetrics. Run it from YAML (the recipe keeps the checkpoint
+with the best `val/acc` and the last one):
 
-    lightning-losses fit --config recipes/vision/digits_noisy.yaml --model.criterion gce
+```bash
+lightning-losses fit --config recipes/vision/digits_noisy.yaml --model.criterion gce
+lightning-losses test --config recipes/vision/digits_noisy.yaml --ckpt_path best
+```
 """
 
 from __future__ import annotations
@@ -16,15 +20,33 @@ from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
 
+from lightning_losses.losses import InputKind
 from lightning_losses.mixins import LossMixin
 
-__all__ = ["ImageClassifier", "build_backbone"]
+__all__ = ["CriterionArg", "ImageClassifier", "build_backbone"]
+
+# What the CLI parses for `criterion`: a registry name or a dict (`{"name": ...}` or
+# `{"class_path": ..., "init_args": ...}`). An `nn.Module` loss instance is accepted too, in
+# Python; it is left out of the annotation so `--model.help` does not list every nn.Module.
+CriterionArg = str | dict[str, Any]
 
 
 def build_backbone(name: str, num_features: int, num_classes: int, hidden: int) -> nn.Module:
-    """``"mlp"`` (2 hidden layers) or ``"timm:<model>"`` (built offline, ``pretrained=False``).
+    """`"mlp"` (2 hidden layers) or `"timm:<model>"` (built offline, `pretrained=False`).
 
-    timm backbones see the features as a square single-channel image (``64 -> 1×8×8``).
+    timm backbones see the features as a square single-channel image (`64 -> 1×8×8`).
+
+    Args:
+        name: `"mlp"` or `"timm:<model name>"`.
+        num_features: flattened input size.
+        num_classes: number of classes.
+        hidden: MLP width.
+
+    Returns:
+        The backbone, mapping `[N, num_features]` to `[N, num_classes]` logits.
+
+    Raises:
+        ValueError: an unknown backbone, or a timm backbone with non-square inputs.
     """
     if name == "mlp":
         return nn.Sequential(
@@ -49,9 +71,9 @@ class ImageClassifier(LossMixin, LightningModule):
     """Classifier trained with any catalog loss; logs accuracy and calibration error.
 
     Args:
-        criterion: registry name, ``{"name": ..., **kwargs}``, ``{"class_path": ..., "init_args": ...}``
-            or an ``nn.Module`` loss.
-        backbone: ``"mlp"`` or ``"timm:<model>"``.
+        criterion: registry name, `{"name": ..., **kwargs}`,
+            `{"class_path": ..., "init_args": ...}`, or (in Python) an `nn.Module` loss.
+        backbone: `"mlp"` or `"timm:<model>"`.
         num_features: flattened input size.
         num_classes: number of classes.
         hidden: MLP width.
@@ -61,15 +83,17 @@ class ImageClassifier(LossMixin, LightningModule):
 
     Example:
         >>> import torch
-        >>> model = ImageClassifier(criterion={"name": "gce", "q": 0.7})
+        >>> model = ImageClassifier(criterion={"name": "poly", "epsilon": 1.0})
         >>> out = model.compute_loss(model(torch.zeros(2, 64)), torch.tensor([0, 1]))
         >>> tuple(out.per_sample.shape)
         (2,)
     """
 
+    accepted_input_kinds = (InputKind.CLASSIFICATION,)
+
     def __init__(
         self,
-        criterion: str | dict[str, Any] | nn.Module = "cross_entropy",
+        criterion: CriterionArg = "cross_entropy",
         backbone: str = "mlp",
         num_features: int = 64,
         num_classes: int = 10,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
@@ -11,7 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lightning_losses.callbacks import PLDResampling
-from lightning_losses.callbacks.pld import pld_entropy, pld_probabilities, pld_sample
+from lightning_losses.callbacks.base import resume_seed
+from lightning_losses.callbacks.pld import (
+    PLDScorer,
+    pld_entropy,
+    pld_probabilities,
+    pld_sample,
+    pld_select,
+)
 from lightning_losses.data import InteractionDataModule
 from lightning_losses.recipes.recsys import RecsysModule
 from tests._lightning import quiet_trainer
@@ -87,6 +95,37 @@ def test_single_candidate_pool_is_a_no_op():
     assert (idx == 0).all()
 
 
+def test_non_finite_candidates_get_probability_zero_and_are_never_drawn():
+    nan, inf = float("nan"), float("inf")
+    losses = torch.tensor([[0.5, nan, 1.0, inf], [-inf, 2.0, nan, 0.1]])
+    for tau in (0.5, math.inf):
+        probs = pld_probabilities(losses, tau)
+        assert probs[:, [1, 3]][0].eq(0).all() and probs[1, [0, 2]].eq(0).all()
+        torch.testing.assert_close(probs.sum(1), torch.ones(2))
+    torch.testing.assert_close(
+        pld_probabilities(losses, math.inf), torch.tensor([[0.5, 0, 0.5, 0], [0, 0.5, 0, 0.5]])
+    )
+    # The stage-1 bug: an unusable last candidate must not absorb the leftover mass.
+    rows = losses.repeat(5000, 1)
+    idx = pld_sample(rows, 0.5, torch.Generator().manual_seed(0)).view(5000, 2)
+    assert set(idx[:, 0].tolist()) == {0, 2} and set(idx[:, 1].tolist()) == {1, 3}
+
+
+def test_row_without_finite_candidate_falls_back_to_uniform():
+    nan, inf = float("nan"), float("inf")
+    losses = torch.tensor([[inf, inf, inf], [nan, nan, nan], [nan, inf, -inf]])
+    probs = pld_probabilities(losses, 0.1)
+    torch.testing.assert_close(probs, torch.full((3, 3), 1 / 3))
+    idx = pld_sample(losses.repeat(3000, 1), 0.1, torch.Generator().manual_seed(1))
+    freq = torch.bincount(idx, minlength=3).float() / len(idx)
+    torch.testing.assert_close(freq, torch.full((3,), 1 / 3), atol=0.02, rtol=0)
+
+
+def test_huge_finite_losses_do_not_overflow():
+    probs = pld_probabilities(torch.tensor([[1e38, 2e38, 3e38]]), 1e-3)
+    torch.testing.assert_close(probs, torch.tensor([[1.0, 0.0, 0.0]]))
+
+
 # ----------------------------------------------------------------------------- select()
 def test_select_rewrites_batch_and_tracks_known_noise():
     pld = PLDResampling(temperature=0.01, seed=0)
@@ -144,18 +183,33 @@ def test_callback_scores_without_grad_in_eval_mode_and_logs():
     assert "pld" not in module.__dict__  # detached at teardown
 
 
+class CountPropagations(L.Callback):
+    def __init__(self):
+        self.calls = 0
+
+    def on_train_start(self, trainer, pl_module):
+        orig = pl_module.model.embeddings
+
+        def counted():
+            self.calls += 1
+            return orig()
+
+        pl_module.model.embeddings = counted
+
+
 def test_inline_module_reuses_its_propagation():
-    L.seed_everything(0)
-    module = RecsysModule(model="lightgcn", num_layers=1)
-    assert module.pld_inline
-    calls = []
-    orig = module.pld_candidate_losses
-    module.pld_candidate_losses = lambda b: calls.append(1) or orig(b)
-    pld = PLDResampling(temperature=0.5)
-    t = trainer(1, [pld], enable_checkpointing=False)
-    t.fit(module, small_dm())
-    assert not calls  # the callback did not run a second propagation
-    assert pld.history and 0 < pld.history[0]["entropy"] <= 1
+    # Option (b): one graph propagation per training step; option (a) needs a second one.
+    def propagations(inline):
+        L.seed_everything(0)
+        module = RecsysModule(model="lightgcn", num_layers=1, pld_inline=inline)
+        pld, count = PLDResampling(temperature=0.5), CountPropagations()
+        t = trainer(1, [pld, count], enable_checkpointing=False, limit_train_batches=3)
+        t.fit(module, small_dm())
+        assert pld.history and 0 < pld.history[0]["entropy"] <= 1
+        return count.calls
+
+    assert propagations(True) == 3
+    assert propagations(False) == 6
 
 
 class NoInterface(L.LightningModule):
@@ -168,6 +222,23 @@ class NoInterface(L.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class NoInterfaceButScorer(torch.nn.Module):
+    def pld_candidate_losses(self, batch, *reuse):
+        return batch["cand_items"].float()
+
+
+def test_pld_select_is_a_no_op_without_callback_and_forwards_reuse():
+    scorer = NoInterfaceButScorer()
+    assert isinstance(scorer, PLDScorer) and not isinstance(NoInterface(), PLDScorer)
+    batch = {"user": torch.tensor([0]), "cand_items": torch.tensor([[5, 3, 9]])}
+    assert pld_select(scorer, batch) is None and "pos_item" not in batch
+    seen = []
+    scorer.pld_candidate_losses = lambda b, *reuse: seen.append(reuse) or b["cand_items"].float()
+    scorer.__dict__["pld"] = PLDResampling(temperature=1e-3)
+    idx = pld_select(scorer, batch, "tables")
+    assert seen == [("tables",)] and idx.tolist() == [1] and batch["pos_item"].tolist() == [3]
 
 
 class ForgetfulInline(RecsysModule):
@@ -186,7 +257,7 @@ class ForgetfulInline(RecsysModule):
 def test_misconfigured_modules_fail_clearly():
     with pytest.raises(TypeError, match="pld_candidate_losses"):
         trainer(1, [PLDResampling()], enable_checkpointing=False).fit(NoInterface(), small_dm())
-    with pytest.raises(RuntimeError, match=r"did not call self\.pld\.select"):
+    with pytest.raises(RuntimeError, match=r"did not call pld_select"):
         trainer(1, [PLDResampling()], enable_checkpointing=False).fit(ForgetfulInline(), small_dm())
 
 
@@ -205,30 +276,68 @@ def test_low_temperature_avoids_high_loss_noisy_candidates():
     assert h["noisy_share"] < 0.01
 
 
-def test_resume_equals_uninterrupted_run(tmp_path):
-    def fit(epochs, ckpt=None, save=None):
-        L.seed_everything(0)
-        module = RecsysModule(lr=0.05)
-        pld = PLDResampling(temperature=0.3, seed=5)
-        t = trainer(epochs, [pld], default_root_dir=tmp_path, enable_checkpointing=False)
-        t.fit(module, small_dm(), ckpt_path=ckpt)
-        if save:
-            t.save_checkpoint(save)
-        return module, pld
+class RecordingPLD(PLDResampling):
+    """Keeps every draw, to compare a resumed run's draws with an uninterrupted run's."""
 
-    full, full_pld = fit(4)
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.draws = []
+
+    def select(self, batch, losses):
+        idx = super().select(batch, losses)
+        self.draws.append(idx.clone())
+        return idx
+
+
+def _fit_pld(tmp_path, epochs, ckpt=None, save=None):
+    L.seed_everything(0)
+    module = RecsysModule(lr=0.05, pld_inline=False)
+    pld = RecordingPLD(temperature=0.3, seed=5)
+    t = trainer(epochs, [pld], default_root_dir=tmp_path, enable_checkpointing=False)
+    t.fit(module, small_dm(), ckpt_path=ckpt)
+    if save:
+        t.save_checkpoint(save)
+    return module, pld
+
+
+def test_resume_replays_the_uninterrupted_draws(tmp_path):
+    full, full_pld = _fit_pld(tmp_path, 4)
     path = tmp_path / "half.ckpt"
-    fit(2, save=path)
-    resumed, resumed_pld = fit(4, ckpt=str(path))
+    _, half_pld = _fit_pld(tmp_path, 2, save=path)
+    n_half = len(half_pld.draws)
+    assert 0 < n_half < len(full_pld.draws)
+    resumed, resumed_pld = _fit_pld(tmp_path, 4, ckpt=str(path))
+    # The resumed run draws exactly what the uninterrupted one drew after the checkpoint ...
+    assert len(resumed_pld.draws) == len(full_pld.draws) - n_half
+    for a, b in zip(full_pld.draws[n_half:], resumed_pld.draws, strict=True):
+        assert torch.equal(a, b)
     for a, b in zip(full.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
-    assert torch.equal(full_pld.generator.get_state(), resumed_pld.generator.get_state())
     assert [h["noisy_share"] for h in full_pld.history[2:]] == [
         h["noisy_share"] for h in resumed_pld.history
     ]
-    # Without restoring the generator, the run diverges: the state matters.
-    other = PLDResampling(temperature=0.3, seed=6)
-    assert not torch.equal(other.generator.get_state(), full_pld.generator.get_state())
+
+    # ... and that is the saved generator's doing: resumed from the same checkpoint without the
+    # callback's state, the rank reseeds from (seed, rank, step) and draws differently.
+    state = torch.load(path, weights_only=False)
+    state["callbacks"] = {}
+    stripped = tmp_path / "stripped.ckpt"
+    torch.save(state, stripped)
+    _, reseeded = _fit_pld(tmp_path, 4, ckpt=str(stripped))
+    assert len(reseeded.draws) == len(resumed_pld.draws)
+    assert any(not torch.equal(a, b) for a, b in zip(resumed_pld.draws, reseeded.draws))
+
+
+def test_rank_without_saved_state_reseeds_from_seed_rank_and_step():
+    pld = PLDResampling(seed=5)
+    fake = SimpleNamespace(global_rank=1, global_step=12)
+    pld.setup(fake, NoInterfaceButScorer(), "fit")
+    assert torch.equal(pld.generator.get_state(), torch.Generator().manual_seed(6).get_state())
+    pld.load_state_dict({"generator": torch.zeros(0, 5056, dtype=torch.uint8)})  # no row for us
+    pld.on_train_start(fake, None)
+    expected = torch.Generator().manual_seed(resume_seed(5, 1, 12))
+    assert torch.equal(pld.generator.get_state(), expected.get_state())
+    assert resume_seed(5, 1, 12) not in {5, 6, resume_seed(5, 0, 12), resume_seed(5, 1, 11)}
 
 
 def test_state_dict_round_trip():

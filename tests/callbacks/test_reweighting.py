@@ -296,3 +296,81 @@ def test_resume_with_changed_config_warns():
     cb = LossReweighting(kl_reg=2.0)
     with pytest.warns(UserWarning, match="kl_reg"):
         cb.load_state_dict(LossReweighting(kl_reg=1.0).state_dict())
+
+
+# ------------------------------------------------------------------------ non-finite losses
+@pytest.mark.parametrize("strategy", [*STRATS, "uniform"])
+def test_non_finite_losses_get_weight_zero_and_leave_the_statistics(strategy):
+    finite = torch.tensor([0.5, 2.0, 1.0, 4.0])
+    losses = torch.tensor([0.5, float("nan"), 2.0, float("inf"), 1.0, -float("inf"), 4.0])
+    w = loss_weights(losses, strategy, kl_reg=0.7)
+    keep = torch.isfinite(losses)
+    assert w[~keep].eq(0).all()
+    torch.testing.assert_close(w[keep], loss_weights(finite, strategy, kl_reg=0.7))
+    torch.testing.assert_close(w.sum(), torch.tensor(1.0))
+    assert loss_weights(torch.full((3,), float("nan")), strategy).eq(0).all()
+
+
+class IdentityCriterion(torch.nn.Module):
+    reduction = "none"
+
+    def forward(self, losses):
+        return losses
+
+
+def test_one_inf_loss_does_not_poison_the_reweighted_step(tmp_path):
+    model = TinyModel(IdentityCriterion())
+    cb = LossReweighting(burnout_steps=0)
+    model.__dict__["sample_weighter"] = cb
+    per = torch.tensor([1.0, float("inf"), 3.0, 2.0], requires_grad=True)
+    out = model.compute_loss(per)
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    expected = loss_weights(torch.tensor([1.0, 3.0, 2.0]))
+    torch.testing.assert_close(per.grad[[0, 2, 3]], expected)
+    assert per.grad[1] == 0
+    # The callback warns once, on a logged step, that it met non-finite losses.
+    with pytest.warns(UserWarning, match="1 non-finite per-sample losses"):
+        cb._check_non_finite()
+    cb.sample_weights(torch.tensor([float("nan"), 1.0]))
+    cb._check_non_finite()  # no second warning (pytest would not fail; check the flag instead)
+    assert cb._warned_non_finite and cb._non_finite is None
+
+
+def test_warmup_weights_also_skip_non_finite_losses():
+    cb = LossReweighting(burnout_steps=10)
+
+    class FakeTrainer:
+        global_step = 0
+
+    cb._trainer = FakeTrainer()
+    w = cb.sample_weights(torch.tensor([1.0, float("nan"), 3.0]))
+    torch.testing.assert_close(w, torch.tensor([0.5, 0.0, 0.5]))
+
+
+# ------------------------------------------------------------------- misconfiguration
+def test_module_that_bypasses_compute_loss_fails_after_the_first_step(tmp_path):
+    class Bypass(TinyModel):
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return torch.nn.functional.cross_entropy(self.net(x), y)
+
+    model = Bypass()
+    with pytest.raises(RuntimeError, match=r"first training step never called it.*compute_loss"):
+        _trainer(tmp_path, [LossReweighting(burnout_steps=0)], max_steps=3).fit(model, _loader())
+    assert model.global_step == 1  # it stopped right after the first step
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"global_normalization": "False"}, TypeError, "global_normalization"),
+        ({"log_stats": 0}, TypeError, "log_stats"),
+        ({"kl_reg_decay_steps": True}, TypeError, "kl_reg_decay_steps"),
+        ({"burnout_steps": 1.5}, TypeError, "burnout_steps"),
+        ({"burnout_steps": -1}, ValueError, "burnout_steps"),
+    ],
+)
+def test_flags_and_counts_are_checked_strictly(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        LossReweighting(**kwargs)

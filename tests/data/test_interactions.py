@@ -81,29 +81,171 @@ def test_loader_temporal_split(tmp_path):
         (
             pd.DataFrame({"user": [1, 2], "itm": [1, 2]}),
             {},
-            r"missing required column\(s\) \['item'\]",
+            r"no column 'item' \(its columns: \['user', 'itm'\]\); .* --data.item_col",
         ),
-        (pd.DataFrame({"user": ["a", "b"], "item": [1, 2]}), {}, "'user' .* integer ids"),
-        (pd.DataFrame({"user": [1, 2], "item": [1.5, 2.0]}), {}, "'item' .* integer ids"),
-        (pd.DataFrame({"user": [1, -2], "item": [1, 2]}), {}, "negative ids"),
-        (pd.DataFrame({"user": [1, 1, 2], "item": [1, 2, 3]}), {}, r"1 user\(s\) .* no training"),
+        (pd.DataFrame({"user": [1, 2], "item": [1.5, 2.0]}), {}, "'item' .* integer or string"),
+        (pd.DataFrame({"user": [1, None], "item": [1, 2]}), {}, "'user' .* missing ids"),
+        (
+            pd.DataFrame({"user": [1, 1, 2], "item": [1, 2, 3]}),
+            {},
+            r"1 user\(s\) .* no training .* --data.drop_sparse_users true",
+        ),
         (
             pd.DataFrame({"user": [1, 1], "item": [1, 2]}),
             {"rating_threshold": 3},
-            "'rating' column",
+            "--data.rating_threshold 3 needs a rating column.*--data.rating_col",
         ),
-        (pd.DataFrame({"user": [1, 1], "item": [1, 2]}), {"split": "temporal"}, "'timestamp'"),
+        (
+            pd.DataFrame({"user": [1, 1], "item": [1, 2]}),
+            {"split": "temporal"},
+            "--data.split temporal needs a timestamp column.*--data.timestamp_col",
+        ),
         (
             pd.DataFrame({"user": [1, 1], "item": [1, 2], "rating": [1, 2]}),
             {"rating_threshold": 3},
             "no interactions left",
         ),
-        (pd.DataFrame({"user": [1, 1], "item": [1, 2]}), {"split": "random"}, "split must be"),
+        (pd.DataFrame({"user": [1, 1], "item": [1, 2]}), {"split": "rand"}, "--data.split must"),
+        (
+            pd.DataFrame({"user": [1, 1], "item": [1, 2]}),
+            {"noise_col": "noisy"},
+            "no noise column 'noisy'.*--data.noise_col",
+        ),
+        (
+            pd.DataFrame({"user": [1, 1], "item": [1, 2], "noisy": [0, 2]}),
+            {"noise_col": "noisy"},
+            "must hold 0/1",
+        ),
+        (pd.DataFrame({"user": [1, 1], "item": [1, 2]}), {"test_fraction": 1.0}, "test_fraction"),
     ],
 )
-def test_loader_errors_are_clear(tmp_path, df, kwargs, match):
+def test_loader_errors_are_clear_and_name_the_cli_flag(tmp_path, df, kwargs, match):
     with pytest.raises(ValueError, match=match):
         load_interactions(write(tmp_path, df), **kwargs)
+
+
+def test_column_mapping_and_string_ids_csv_and_parquet(tmp_path):
+    df = pd.DataFrame(
+        {
+            "uid": ["ann", "ann", "ann", "bob", "bob", "bob", -7, -7],
+            "movie": ["m1", "m2", "m3", "m1", "m4", "m2", "m3", "m4"],
+            "stars": [5, 4, 5, 5, 5, 1, 5, 5],
+            "when": [1, 2, 3, 1, 2, 3, 1, 2],
+        }
+    )
+    df["uid"] = df["uid"].astype(str)  # mixed ids read back as strings
+    for name in ("inter.csv", "inter.parquet"):
+        d = load_interactions(
+            write(tmp_path, df, name),
+            user_col="uid",
+            item_col="movie",
+            rating_col="stars",
+            timestamp_col="when",
+            rating_threshold=4,
+        )
+        assert d.user_ids == ["-7", "ann", "bob"] and d.item_ids == ["m1", "m2", "m3", "m4"]
+        orig = {
+            k: {(d.user_ids[u], d.item_ids[i]) for u, i in pairs_set(getattr(d, k))}
+            for k in ("train", "val", "test")
+        }
+        # ann: m1 (t1) train, m2 (t2) val, m3 (t3) test; bob's m2 has 1 star and is dropped.
+        assert orig["test"] == {("ann", "m3"), ("bob", "m4"), ("-7", "m4")}
+        assert orig["val"] == {("ann", "m2")}
+        assert orig["train"] == {("ann", "m1"), ("bob", "m1"), ("-7", "m3")}
+
+
+def test_random_holdout_is_per_user_seeded_and_keeps_a_training_item(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    users = torch.randint(0, 30, (600,), generator=g)
+    items = torch.randint(0, 200, (600,), generator=g)
+    path = write(tmp_path, pd.DataFrame({"user": users.numpy(), "item": items.numpy()}))
+    a = load_interactions(path, split="random", test_fraction=0.2, val_fraction=0.1, seed=1)
+    b = load_interactions(path, split="random", test_fraction=0.2, val_fraction=0.1, seed=1)
+    c = load_interactions(path, split="random", test_fraction=0.2, val_fraction=0.1, seed=2)
+    assert pairs_set(a.test) == pairs_set(b.test) and pairs_set(a.test) != pairs_set(c.test)
+    total = len(a.train[0]) + len(a.val[0]) + len(a.test[0])
+    assert total == len(set(zip(users.tolist(), items.tolist(), strict=True)))
+    assert len(a.test[0]) / total == pytest.approx(0.2, abs=0.03)
+    assert len(a.val[0]) / total == pytest.approx(0.1, abs=0.03)
+    per_user = torch.bincount(a.train[0], minlength=a.num_users)
+    assert (per_user >= 1).all()  # every user keeps training interactions
+    assert set(a.test[0].tolist()) == set(range(a.num_users))  # and gets a test item
+    train, val, test = pairs_set(a.train), pairs_set(a.val), pairs_set(a.test)
+    assert not (train & val) and not (train & test) and not (val & test)
+
+
+def test_pre_split_files(tmp_path):
+    train = write(tmp_path, pd.DataFrame({"u": [1, 1, 2, 2], "i": [10, 11, 10, 12]}), "tr.csv")
+    val = write(tmp_path, pd.DataFrame({"u": [1], "i": [12]}), "va.csv")
+    test = write(tmp_path, pd.DataFrame({"u": [1, 2, 2], "i": [13, 11, 10]}), "te.csv")
+    d = load_interactions(
+        train_path=train, val_path=val, test_path=test, user_col="u", item_col="i"
+    )
+    assert d.user_ids.tolist() == [1, 2] and d.item_ids.tolist() == [10, 11, 12, 13]
+    orig = lambda pair: {(int(d.user_ids[u]), int(d.item_ids[i])) for u, i in pairs_set(pair)}  # noqa: E731
+    assert orig(d.train) == {(1, 10), (1, 11), (2, 10), (2, 12)}
+    assert orig(d.val) == {(1, 12)}
+    # (2, 10) is also a training interaction: it counts once, in train.
+    assert orig(d.test) == {(1, 13), (2, 11)}
+    only_test = write(tmp_path, pd.DataFrame({"u": [3], "i": [10]}), "te2.csv")
+    with pytest.raises(ValueError, match=r"pre-split files .* --data.drop_sparse_users true"):
+        load_interactions(train_path=train, test_path=only_test, user_col="u", item_col="i")
+    d = load_interactions(
+        train_path=train, test_path=only_test, user_col="u", item_col="i", drop_sparse_users=True
+    )
+    assert d.user_ids.tolist() == [1, 2] and len(d.test[0]) == 0 and len(d.val[0]) == 0
+    with pytest.raises(ValueError, match="either one interaction file"):
+        load_interactions(train, train_path=train)
+    with pytest.raises(ValueError, match=r"--data.val_path / --data.test_path go with"):
+        load_interactions(train, test_path=test, user_col="u", item_col="i")
+
+
+def test_noise_column_makes_noisy_share_measurable(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    users = torch.arange(40).repeat_interleave(10)
+    items = torch.stack([torch.randperm(100, generator=g)[:10] for _ in range(40)]).reshape(-1)
+    noisy = torch.rand(400, generator=g) < 0.3
+    df = pd.DataFrame({"user": users.numpy(), "item": items.numpy(), "bad": noisy.numpy()})
+    path = write(tmp_path, df, "noisy.parquet")
+    dm = InteractionDataModule(
+        path=str(path), noise_col="bad", split="random", batch_size=32, pool_size=3, seed=0
+    )
+    dm.setup("fit")
+    d = dm.data
+    truth = {(u, i): n for u, i, n in zip(users.tolist(), items.tolist(), noisy.tolist())}
+    uid, iid = d.user_ids.tolist(), d.item_ids.tolist()
+    got = [truth[(uid[u], iid[i])] for u, i in zip(*[t.tolist() for t in d.train], strict=True)]
+    assert d.train_noisy.tolist() == got
+    share = sum(got) / len(got)
+    seen = torch.cat([b["pos_is_noisy"] for b in dm.train_dataloader()])
+    assert seen.float().mean().item() == pytest.approx(share)  # one epoch = every interaction
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (
+            {"noise_rate": 0.2},
+            r"--data.noise_rate only apply to the synthetic data .* --data.path.*--data.noise_col",
+        ),
+        ({"num_users": 10, "rank": 2}, "--data.num_users, --data.rank only apply"),
+        ({"train_path": "x.csv"}, "not both"),
+        ({"split": "time"}, "--data.split must be one of"),
+        ({"batch_size": 0}, "--data.batch_size must be a positive int"),
+    ],
+)
+def test_datamodule_rejects_ignored_or_conflicting_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        InteractionDataModule(path="inter.csv", **kwargs)
+
+
+def test_datamodule_option_errors_without_a_file():
+    with pytest.raises(ValueError, match=r"--data.noise_col needs a file"):
+        InteractionDataModule(noise_col="bad")
+    with pytest.raises(ValueError, match=r"--data.val_path and --data.test_path need"):
+        InteractionDataModule(test_path="t.csv")
+    with pytest.raises(ValueError, match="noise_rate"):
+        InteractionDataModule(noise_rate=1.0)
 
 
 def test_loader_file_errors_and_dropping_sparse_users(tmp_path):

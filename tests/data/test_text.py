@@ -7,10 +7,13 @@ import re
 
 import pytest
 import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lightning_losses.data.grammar import GRAMMAR_NOUNS, generate_corpus, generate_sentence
 from lightning_losses.data.text import DUPLICATE, GARBLED, TextDataModule, pack_blocks, read_text
 from lightning_losses.data.tokenizer import train_or_load_tokenizer
+from tests._lightning import quiet_trainer
 
 
 def test_grammar_is_deterministic_and_agrees_in_number():
@@ -120,7 +123,78 @@ def test_datamodule_reads_a_user_folder(tmp_path):
 
 
 def test_invalid_arguments():
-    with pytest.raises(ValueError, match="val_fraction"):
+    with pytest.raises(ValueError, match=r"val_fraction must be in \(0, 1\).*--data.val_path"):
         TextDataModule(val_fraction=0.0)
+    with pytest.raises(ValueError, match=r"set --data.val_fraction 0"):
+        TextDataModule(val_path="val.txt", val_fraction=0.1)
     with pytest.raises(ValueError, match="garble_fraction"):
         TextDataModule(duplicate_fraction=0.6, garble_fraction=0.5)
+    with pytest.raises(ValueError, match=r"--data.block_size must be a positive int"):
+        TextDataModule(block_size=0)
+
+
+def test_separate_validation_file(tmp_path):
+    train, val = tmp_path / "train.txt", tmp_path / "val.txt"
+    train.write_text(generate_corpus(120, seed=1), encoding="utf-8")
+    val.write_text(generate_corpus(20, seed=2), encoding="utf-8")
+    dm = TextDataModule(
+        path=str(train),
+        val_path=str(val),
+        block_size=16,
+        vocab_size=280,
+        tokenizer_dir=str(tmp_path / "tok"),
+    )
+    assert dm.hparams.val_fraction == 0.0
+    dm.setup("fit")
+    # Every training document trains; the validation blocks are exactly the val file's.
+    expected = pack_blocks(dm._encode(dm._split_documents(val.read_text())), 16)
+    assert torch.equal(dm.val_set.blocks, expected)
+    expected = pack_blocks(dm._encode(dm._split_documents(train.read_text())), 16)
+    assert torch.equal(dm.train_set.blocks, expected)
+    (tmp_path / "empty.txt").write_text("\n\n", encoding="utf-8")
+    dm = TextDataModule(path=str(train), val_path=str(tmp_path / "empty.txt"), block_size=16)
+    with pytest.raises(ValueError, match="holds no text"):
+        dm.setup("fit")
+
+
+class _Recorder(LightningModule):
+    """Records the block indices of every training batch; one parameter so the optimizer runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.seen: list[list[int]] = []
+
+    def training_step(self, batch, batch_idx):
+        self.seen.append(batch["index"].tolist())
+        return (self.w - 1.0) ** 2
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_resumed_run_sees_the_same_batches_as_an_uninterrupted_one(tmp_path):
+    def fit(max_epochs, ckpt_path=None, save=None):
+        dm = TextDataModule(
+            num_docs=120, block_size=16, vocab_size=280, batch_size=8, tokenizer_dir=str(tok)
+        )
+        model = _Recorder()
+        trainer = quiet_trainer(
+            max_epochs=max_epochs,
+            limit_val_batches=0,
+            enable_checkpointing=save is not None,
+            callbacks=[ModelCheckpoint(dirpath=save, save_last=True)] if save else [],
+            default_root_dir=tmp_path,
+        )
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+        return model.seen
+
+    tok = tmp_path / "tok"
+    full = fit(3)
+    first = fit(1, save=tmp_path / "ckpt")
+    resumed = fit(3, ckpt_path=tmp_path / "ckpt" / "last.ckpt")
+    per_epoch = len(first)
+    assert per_epoch > 2 and len(full) == 3 * per_epoch
+    assert first == full[:per_epoch]
+    assert resumed == full[per_epoch:]  # epochs 1 and 2, not a replay of epoch 0
+    assert full[:per_epoch] != full[per_epoch : 2 * per_epoch]  # epochs really differ

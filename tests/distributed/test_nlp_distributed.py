@@ -25,6 +25,8 @@ def test_nlp_recipe_with_reweighting_runs_under_ddp_cli(tmp_path):
             "lightning_losses.recipes.cli",
             "fit",
             "--config",
+            str(ROOT / "recipes/nlp/grammar_llama.yaml"),
+            "--config",
             str(ROOT / "recipes/nlp/grammar_llama_reweighting.yaml"),
             "--trainer.devices",
             "2",

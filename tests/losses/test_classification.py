@@ -1,8 +1,8 @@
-"""Family A classification losses: parity with torch / torchvision / timm and naive references.
+"""Family A classification losses: parity with torch / timm and naive references.
 
-Peers (test-only): ``torch.nn.functional.cross_entropy``, ``torchvision.ops.sigmoid_focal_loss``,
-``timm.loss.LabelSmoothingCrossEntropy`` / ``SoftTargetCrossEntropy``. Losses without a peer are
-checked against float64 references written straight from the paper's formula.
+Peers (test-only): `torch.nn.functional.cross_entropy`, `timm.loss.LabelSmoothingCrossEntropy` /
+`SoftTargetCrossEntropy` / `PolyCrossEntropy`. Losses without a peer are checked against float64
+references written straight from the paper's formula. The focal losses are in `test_focal.py`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from hypothesis import strategies as st
 
 import lightning_losses.functional as LF
 from lightning_losses.losses import (
+    LabelSmoothingCrossEntropyLoss,
     LogitAdjustedLoss,
     PolyLoss,
+    SphericalZLoss,
     SquentropyLoss,
-    StableMaxCrossEntropy,
+    StableMaxCrossEntropyLoss,
     class_balanced_weights,
 )
 from lightning_losses.losses.classification import log_stablemax
@@ -32,70 +34,6 @@ SHAPES = [(8, 5), (4, 3, 6), (2, 4, 3, 5)]  # [N, C], [N, C, L], [N, C, H, W]
 def _target(shape, seed=1):
     n, c, *rest = shape
     return randint(c, n, *rest, seed=seed)
-
-
-# -- sigmoid focal vs torchvision -----------------------------------------------------------------
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(7,), (4, 5), (2, 3, 4, 5)])
-@pytest.mark.parametrize("alpha", [0.25, 0.6, -1.0])
-@pytest.mark.parametrize("gamma", [0.0, 2.0])
-@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
-def test_sigmoid_focal_matches_torchvision(dtype, shape, alpha, gamma, reduction):
-    from torchvision.ops import sigmoid_focal_loss as tv_focal
-
-    x = randn(*shape, dtype=dtype)
-    t = (randn(*shape, seed=3) > 0).to(dtype)
-    assert_value_and_grad(
-        lambda z: LF.sigmoid_focal_loss(z, t, alpha, gamma, reduction),
-        lambda z: tv_focal(z, t, alpha, gamma, reduction),
-        x,
-    )
-
-
-def test_sigmoid_focal_soft_targets_match_torchvision():
-    from torchvision.ops import sigmoid_focal_loss as tv_focal
-
-    x = randn(6, 4, dtype=torch.float64)
-    t = torch.rand(6, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    assert_value_and_grad(lambda z: LF.sigmoid_focal_loss(z, t), lambda z: tv_focal(z, t), x)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(9,), (3, 4, 5)])
-@pytest.mark.parametrize("alpha", [0.25, -1.0])
-def test_poly_focal_epsilon_zero_is_torchvision_and_reference_otherwise(dtype, shape, alpha):
-    from torchvision.ops import sigmoid_focal_loss as tv_focal
-
-    x = randn(*shape, dtype=dtype)
-    t = (randn(*shape, seed=4) > 0).to(dtype)
-    for reduction in ("none", "mean", "sum"):
-        assert_value_and_grad(
-            lambda z, reduction=reduction: LF.poly_focal_loss(
-                z, t, epsilon=0.0, alpha=alpha, reduction=reduction
-            ),
-            lambda z, reduction=reduction: tv_focal(z, t, alpha, 2.0, reduction),
-            x,
-        )
-
-    def reference(z, eps=0.7, gamma=1.5):
-        z = z.double()
-        p = 1 / (1 + torch.exp(-z))
-        bce = -(t * torch.log(p) + (1 - t) * torch.log(1 - p))
-        p_t = t * p + (1 - t) * (1 - p)
-        focal = (1 - p_t) ** gamma * bce
-        if alpha >= 0:
-            focal = (alpha * t + (1 - alpha) * (1 - t)) * focal
-        return (focal + eps * (1 - p_t) ** (gamma + 1)).to(z.dtype)
-
-    assert_value_and_grad(
-        lambda z: LF.poly_focal_loss(
-            z.double(), t, epsilon=0.7, gamma=1.5, alpha=alpha, reduction="none"
-        ),
-        reference,
-        x.double(),
-    )
 
 
 # -- cross-entropy family vs torch / timm -----------------------------------------------------------
@@ -127,13 +65,11 @@ def test_label_smoothing_ce_matches_torch(dtype, shape, smoothing):
 def test_label_smoothing_ce_matches_timm(dtype, n, c, smoothing):
     from timm.loss import LabelSmoothingCrossEntropy as TimmLSCE
 
-    from lightning_losses.losses import LabelSmoothingCrossEntropy
-
     x = randn(n, c, dtype=dtype)
     y = randint(c, n)
     # timm smooths with ε·mean_k(-log p_k), torch with ε/C per class: the same formula.
     assert_value_and_grad(
-        lambda z: LabelSmoothingCrossEntropy(smoothing=smoothing)(z, y),
+        lambda z: LabelSmoothingCrossEntropyLoss(smoothing=smoothing)(z, y),
         lambda z: TimmLSCE(smoothing=smoothing)(z, y),
         x,
     )
@@ -239,41 +175,6 @@ def test_poly_n_rejects_bad_coefficients():
         PolyLoss(epsilon=[1.0, "x"])
 
 
-# -- softmax focal ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", SHAPES)
-def test_focal_gamma_zero_is_cross_entropy(dtype, shape):
-    x = randn(*shape, dtype=dtype)
-    y = _target(shape)
-    y.view(-1)[1] = -100
-    for reduction in ("none", "mean", "sum"):
-        assert_value_and_grad(
-            lambda z, reduction=reduction: LF.focal_loss(z, y, gamma=0.0, reduction=reduction),
-            lambda z, reduction=reduction: F.cross_entropy(z, y, reduction=reduction),
-            x,
-        )
-
-
-@pytest.mark.parametrize("gamma", [0.5, 2.0, 3.0])
-@pytest.mark.parametrize("alpha", [None, 0.25, "tensor"])
-def test_focal_matches_naive_reference(gamma, alpha):
-    x = randn(4, 5, 3, dtype=torch.float64)
-    y = randint(5, 4, 3)
-    a = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5], dtype=torch.float64) if alpha == "tensor" else alpha
-
-    def reference(z):
-        p = torch.exp(z) / torch.exp(z).sum(1, keepdim=True)
-        p_y = p.gather(1, y[:, None]).squeeze(1)
-        scale = 1.0 if a is None else (a[y] if isinstance(a, torch.Tensor) else a)
-        return -scale * (1 - p_y) ** gamma * torch.log(p_y)
-
-    assert_value_and_grad(
-        lambda z: LF.focal_loss(z, y, gamma=gamma, alpha=a, reduction="none"), reference, x
-    )
-
-
 # -- squentropy ------------------------------------------------------------------------------------
 
 
@@ -329,7 +230,7 @@ def test_stablemax_ce_matches_naive_reference(dtype, shape):
         p = s / s.sum(1, keepdim=True)
         return -torch.log(p.gather(1, y.unsqueeze(1)).squeeze(1)).to(dtype)
 
-    assert_value_and_grad(lambda z: StableMaxCrossEntropy(reduction="none")(z, y), reference, x)
+    assert_value_and_grad(lambda z: StableMaxCrossEntropyLoss(reduction="none")(z, y), reference, x)
 
 
 def test_stablemax_avoids_softmax_collapse():
@@ -498,3 +399,102 @@ def test_mean_over_only_ignored_targets_is_zero_with_zero_gradient(fn):
     loss = fn(z, torch.full((3,), -100))
     loss.backward()
     assert loss.item() == 0.0 and (z.grad == 0).all()
+
+
+# -- Poly-1 vs timm --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("epsilon", [2.0, -1.0])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_poly_matches_timm_poly_cross_entropy(epsilon, smoothing):
+    from timm.loss import PolyCrossEntropy
+
+    x = randn(12, 7, dtype=torch.float32)
+    y = randint(7, 12)
+    assert_value_and_grad(
+        lambda z: PolyLoss(epsilon=epsilon, label_smoothing=smoothing, reduction="none")(z, y),
+        lambda z: PolyCrossEntropy(epsilon=epsilon, smoothing=smoothing, reduction="none")(z, y),
+        x,
+    )
+    soft = torch.softmax(randn(12, 7, seed=4), 1)
+    assert_value_and_grad(
+        lambda z: LF.poly_loss(z, soft, epsilon=epsilon),
+        lambda z: PolyCrossEntropy(epsilon=epsilon)(z, soft),
+        x,
+    )
+
+
+def test_poly_n_coefficients_are_stored_as_a_tuple():
+    loss = PolyLoss(epsilon=[1.0, 0.5])
+    assert loss.epsilon == (1.0, 0.5) and loss.hparams["epsilon"] == (1.0, 0.5)
+    assert "epsilon=(1.0, 0.5)" in repr(loss)
+    assert PolyLoss(epsilon=2).epsilon == 2.0
+
+
+# -- spherical Z-loss in float16 -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("c", [2, 10, 1000])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_spherical_z_float16_all_equal_logits_have_finite_gradient(c, reduction):
+    # σ = 0: the gradient scales as 1/σ_floor; the float16 floor keeps it inside float16's range.
+    x = torch.full((4, c), 3.0, dtype=torch.float16, requires_grad=True)
+    y = torch.tensor([0, 1, 1, 0])
+    out = SphericalZLoss(reduction=reduction)(x, y)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    # z_y = 0 for all-equal logits: ℓ = softplus(a b) / a.
+    a, b = 0.1, 10.0
+    expected = torch.nn.functional.softplus(torch.tensor(a * b)) / a
+    scale = {"mean": 1.0, "sum": 4.0, "none": 1.0}[reduction]
+    torch.testing.assert_close(out, (expected * scale).expand(out.shape))
+    out.sum().backward()
+    assert x.grad.dtype == torch.float16
+    assert torch.isfinite(x.grad).all(), x.grad
+    # The gradient points the right way: raise the target logit, lower the others.
+    rows = torch.arange(4)
+    assert (x.grad[rows, y] < 0).all()
+    assert x.grad.float().sum(1).abs().max() < 1e-2 * x.grad.float().abs().max()  # shift-invariant
+
+
+def test_spherical_z_float16_matches_float32_away_from_degenerate_rows():
+    x = randn(16, 9, dtype=torch.float32, scale=3.0)
+    y = randint(9, 16)
+    half = x.half()
+    ref = LF.spherical_z_loss(half.float(), y, reduction="none")
+    torch.testing.assert_close(LF.spherical_z_loss(half, y, reduction="none"), ref)
+    # bf16 keeps the float32 floor (same exponent range as float32): also finite at σ = 0.
+    xb = torch.zeros(2, 5, dtype=torch.bfloat16, requires_grad=True)
+    LF.spherical_z_loss(xb, torch.tensor([0, 4])).backward()
+    assert torch.isfinite(xb.grad.float()).all()
+
+
+# -- logit adjustment: priors checks ---------------------------------------------------------------
+
+
+def test_logit_adjusted_priors_checks_and_integer_counts():
+    x, y = randn(6, 3), randint(3, 6)
+    counts = [30, 6, 1]
+    torch.testing.assert_close(
+        LogitAdjustedLoss(class_priors=counts)(x, y),
+        F.cross_entropy(x + torch.tensor(counts, dtype=torch.float32).log(), y),
+    )
+    torch.testing.assert_close(
+        LF.logit_adjusted_loss(x, y, torch.tensor(counts)),
+        F.cross_entropy(x + torch.tensor(counts, dtype=torch.float32).log(), y),
+    )
+    with pytest.raises(ValueError, match="class_priors must be finite and > 0"):
+        LF.logit_adjusted_loss(x, y, torch.tensor([1.0, 0.0, 2.0]))
+    with pytest.raises(ValueError, match="class_priors"):
+        LogitAdjustedLoss(class_priors=[1.0, -1.0, 2.0])
+    with pytest.raises(ValueError, match="class_priors"):
+        LogitAdjustedLoss(class_priors=[[1.0, 2.0]])
+    # validate_args=False skips the (host-syncing) positivity check, not the shape check.
+    LF.logit_adjusted_loss(x, y, torch.tensor([1.0, 0.5, 2.0]), validate_args=False)
+    with pytest.raises(ValueError, match="class_priors"):
+        LF.logit_adjusted_loss(x, y, torch.ones(4), validate_args=False)
+
+
+def test_log_stablemax_is_public_in_functional():
+    z = randn(3, 4, dtype=torch.float64)
+    torch.testing.assert_close(LF.log_stablemax(z), log_stablemax(z))
+    torch.testing.assert_close(LF.log_stablemax(z.T, dim=0), log_stablemax(z, dim=-1).T)

@@ -7,6 +7,8 @@ to ``[1e-4, 1]``; NFL takes its focal weights from ``.data`` (detached).
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,10 +19,11 @@ import lightning_losses.functional as LF
 from lightning_losses.losses import (
     ActivePassiveLoss,
     CompSumLoss,
-    GeneralizedCrossEntropy,
+    GeneralizedCrossEntropyLoss,
     NormalizedFocalLoss,
-    SymmetricCrossEntropy,
+    SymmetricCrossEntropyLoss,
 )
+from lightning_losses.losses._validation import prepare_classification
 from tests.losses._helpers import DTYPES, assert_value_and_grad, randint, randn
 
 
@@ -84,7 +87,7 @@ def test_gce_matches_formula(q):
     y = randint(5, 4, 3)
     p_y = lambda z: torch.softmax(z, 1).gather(1, y[:, None]).squeeze(1)  # noqa: E731
     assert_value_and_grad(
-        lambda z: GeneralizedCrossEntropy(q=q, reduction="none")(z, y),
+        lambda z: GeneralizedCrossEntropyLoss(q=q, reduction="none")(z, y),
         lambda z: (1 - p_y(z) ** q) / q,
         x,
     )
@@ -216,7 +219,7 @@ def test_sce_matches_official_formula(dtype, alpha, beta):
     x = randn(12, 10, dtype=dtype)
     y = randint(10, 12)
     assert_value_and_grad(
-        lambda z: SymmetricCrossEntropy(alpha=alpha, beta=beta, reduction="none")(z, y),
+        lambda z: SymmetricCrossEntropyLoss(alpha=alpha, beta=beta, reduction="none")(z, y),
         lambda z: alpha * F.cross_entropy(z, y, reduction="none") + official_rce(z, y, beta),
         x,
         rtol=1e-5,
@@ -278,8 +281,6 @@ def test_ldr_kl_matches_authors_code(dtype, lam, margin):
 def test_ldr_kl_limits():
     x = randn(8, 5, dtype=torch.float64)
     y = randint(5, 8)
-    import math
-
     raw = dict(normalize_scores=False, reduction="none")
     # λ = 1, no margin, raw logits: log mean_k exp(z_k - z_y) = CE - log C.
     torch.testing.assert_close(
@@ -297,3 +298,218 @@ def test_ldr_kl_limits():
     # Normalised scores lie in [0, C], so the loss is bounded by C + margin whatever the logits.
     big = randn(8, 5, dtype=torch.float64, scale=1e3)
     assert (LF.ldr_kl_loss(big, y, margin=2.0, reduction="none") <= 5 + 2.0 + 1e-9).all()
+
+
+# -- the shared log p_y helper (ClassificationBatch.log_p_target) -----------------------------------
+
+
+def _autograd_log_p_y(z, y):
+    return F.log_softmax(z, -1).gather(-1, y[:, None]).squeeze(-1)
+
+
+def _fused_log_p_y(z, y):
+    return prepare_classification(z, y).log_p_target()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scale", [0.1, 3.0, 1e4])
+def test_log_p_target_matches_log_softmax_in_value_and_gradient(dtype, scale):
+    x = randn(32, 7, dtype=dtype, scale=scale)
+    if scale == 1e4:  # every sign pattern, ties of the max included
+        x = torch.sign(x) * 1e4
+    y = randint(7, 32)
+    assert_value_and_grad(
+        lambda z: _fused_log_p_y(z, y), lambda z: _autograd_log_p_y(z, y), x, **tol_for(dtype)
+    )
+
+
+def tol_for(dtype):
+    return {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {}
+
+
+def test_log_p_target_handles_masked_classes_and_a_target_that_is_not_the_max():
+    x = torch.tensor([[0.0, -math.inf, 3.0, 1.0], [5.0, 2.0, -math.inf, -1.0]], dtype=torch.float64)
+    y = torch.tensor([3, 1])
+    assert_value_and_grad(
+        lambda z: _fused_log_p_y(z, y), lambda z: _autograd_log_p_y(z, y), x, rtol=1e-12, atol=1e-12
+    )
+
+
+def test_log_p_target_is_twice_differentiable():
+    x = randn(4, 5, dtype=torch.float64).requires_grad_(True)
+    y = randint(5, 4)
+    assert torch.autograd.gradgradcheck(lambda z: _fused_log_p_y(z, y), (x,))
+    # Through a loss: a gradient penalty equals the one autograd gives for the textbook formula.
+    for fn, ref in (
+        (
+            lambda z: LF.generalized_cross_entropy(z, y, q=0.7),
+            lambda z: ((1 - _p_y(z, y) ** 0.7) / 0.7).mean(),
+        ),
+        (lambda z: LF.mean_absolute_error_loss(z, y), lambda z: (1 - _p_y(z, y)).mean()),
+    ):
+        penalties = []
+        for f in (fn, ref):
+            (g,) = torch.autograd.grad(f(x), x, create_graph=True)
+            (gg,) = torch.autograd.grad(g.square().sum(), x)
+            penalties.append(gg)
+        torch.testing.assert_close(penalties[0], penalties[1])
+
+
+def test_log_p_target_reads_the_log_probs_cache_and_leaves_it_correct():
+    x = randn(6, 5, dtype=torch.float64)
+    y = randint(5, 6)
+    batch = prepare_classification(x, y)
+    first = batch.log_p_target()  # fused path: the cache stays empty
+    assert batch._log_probs is None
+    torch.testing.assert_close(batch.log_probs(), F.log_softmax(x, -1))
+    cached = batch.log_p_target()  # now read from the cache
+    torch.testing.assert_close(first, cached)
+    torch.testing.assert_close(cached, _autograd_log_p_y(x, y))
+
+
+# -- speed contract: saved-tensor memory never above the naive formula -------------------------------
+
+
+def _saved_bytes(fn, x):
+    """Bytes of the distinct storages autograd saves for backward (the input not counted)."""
+    z = x.clone().requires_grad_(True)
+    seen = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() != z.untyped_storage().data_ptr():
+            seen[(storage.data_ptr(), storage.nbytes())] = storage  # kept alive: no address reuse
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn(z)
+    out.backward()
+    return sum(key[1] for key in seen)
+
+
+def naive_gce(z, y, q=0.7):
+    return ((1 - _p_y(z, y) ** q) / q).mean()
+
+
+NAIVE = {
+    # registry name: (ours, the naive formula it must not exceed in saved bytes)
+    "prob_mae": (
+        lambda z, y: LF.mean_absolute_error_loss(z, y),
+        lambda z, y: (1 - _p_y(z, y)).mean(),
+    ),
+    "gce": (lambda z, y: LF.generalized_cross_entropy(z, y), naive_gce),
+    "comp_sum": (
+        lambda z, y: LF.comp_sum_loss(z, y, tau=1.5),
+        lambda z, y: ((_p_y(z, y) ** 0.5 - 1) / -0.5).mean(),
+    ),
+    "normalized_ce": (
+        lambda z, y: LF.normalized_cross_entropy(z, y),
+        lambda z, y: official_nce(z, y).mean(),
+    ),
+    "nfl": (lambda z, y: LF.normalized_focal_loss(z, y), lambda z, y: official_nfl(z, y).mean()),
+    "rce": (lambda z, y: LF.reverse_cross_entropy(z, y), lambda z, y: official_rce(z, y).mean()),
+    "sce": (
+        lambda z, y: LF.symmetric_cross_entropy(z, y),
+        lambda z, y: 0.1 * F.cross_entropy(z, y) + official_rce(z, y).mean(),
+    ),
+    "apl": (
+        lambda z, y: LF.active_passive_loss(z, y),
+        lambda z, y: official_nce(z, y).mean() + official_rce(z, y).mean(),
+    ),
+    "ldr_kl": (lambda z, y: LF.ldr_kl_loss(z, y), lambda z, y: official_ldr_kl(z, y).mean()),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NAIVE))
+def test_saved_tensor_memory_is_at_most_the_naive_formulas(name):
+    x, y = randn(256, 100), randint(100, 256)
+    ours, naive = NAIVE[name]
+    torch.testing.assert_close(ours(x, y), naive(x, y), rtol=1e-4, atol=1e-5)
+    mine, theirs = _saved_bytes(lambda z: ours(z, y), x), _saved_bytes(lambda z: naive(z, y), x)
+    # Allowed on top: O(N) bookkeeping (the valid-row mask, one [N] row result), ≤ 8 bytes a
+    # row; the [N, C] tensors (400 bytes a row here, 4000 at C=1000) must not exceed the naive.
+    assert mine <= theirs + 8 * x.shape[0], (
+        f"{name}: saves {mine} bytes, the naive formula {theirs}"
+    )
+
+
+def test_target_only_losses_save_one_probability_matrix():
+    # GCE, MAE, RCE, SCE and comp-sum keep p [M, C] and nothing else of that size.
+    x, y = randn(256, 100), randint(100, 256)
+    matrix = 256 * 100 * 4
+    for name in ("prob_mae", "gce", "rce", "sce", "comp_sum"):
+        saved = _saved_bytes(lambda z, name=name: NAIVE[name][0](z, y), x)
+        assert matrix <= saved < matrix + 256 * 100, (name, saved)
+
+
+# -- v2 contract details owned by the family ---------------------------------------------------------
+
+
+def test_renamed_registry_names_and_classes():
+    from lightning_losses import get_loss, get_loss_class
+    from lightning_losses.losses import MeanAbsoluteErrorLoss, NormalizedCrossEntropyLoss
+
+    assert get_loss_class("prob_mae") is MeanAbsoluteErrorLoss
+    assert get_loss_class("normalized_ce") is NormalizedCrossEntropyLoss
+    assert get_loss_class("normalized_cross_entropy") is NormalizedCrossEntropyLoss
+    for old in ("nce", "mae"):
+        with pytest.raises(KeyError, match="renamed"):
+            get_loss(old)
+    import lightning_losses.losses as LL
+
+    for gone in ("GeneralizedCrossEntropy", "NormalizedCrossEntropy", "ReverseCrossEntropy"):
+        assert not hasattr(LL, gone)
+
+
+def test_active_passive_repr_shows_the_chosen_terms():
+    text = repr(ActivePassiveLoss(active="nfl", passive="mae", alpha=10.0, beta=0.1))
+    assert "active='nfl'" in text and "passive='mae'" in text and "alpha=10.0" in text
+    assert ActivePassiveLoss().hparams["active"] == "nce"
+
+
+@pytest.mark.parametrize(
+    "fn,flag",
+    [(LF.normalized_focal_loss, "detach_focal_weights"), (LF.ldr_kl_loss, "normalize_scores")],
+)
+def test_bool_flags_reject_strings_and_ints_in_the_functional_too(fn, flag):
+    x, y = randn(3, 4), randint(4, 3)
+    for bad in ("False", 0, 1):
+        with pytest.raises(TypeError, match=flag):
+            fn(x, y, **{flag: bad})
+
+
+def test_losses_on_dense_inputs_match_the_flattened_rows():
+    # [N, C, T] logits: the class dimension is 1, the result has shape [N, T].
+    x, y = randn(3, 5, 4, dtype=torch.float64), randint(5, 3, 4)
+    flat_x, flat_y = x.movedim(1, -1).reshape(-1, 5), y.reshape(-1)
+    for fn in (
+        LF.generalized_cross_entropy,
+        LF.mean_absolute_error_loss,
+        LF.normalized_cross_entropy,
+        LF.active_passive_loss,
+        LF.ldr_kl_loss,
+    ):
+        dense = fn(x, y, reduction="none")
+        assert dense.shape == (3, 4)
+        torch.testing.assert_close(dense.reshape(-1), fn(flat_x, flat_y, reduction="none"))
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        LF.generalized_cross_entropy,
+        LF.mean_absolute_error_loss,
+        LF.reverse_cross_entropy,
+        LF.symmetric_cross_entropy,
+        lambda z, y, **kw: LF.comp_sum_loss(z, y, tau=0.5, **kw),
+        LF.normalized_cross_entropy,
+        LF.active_passive_loss,
+        lambda z, y, **kw: LF.active_passive_loss(z, y, active="nce", passive="mae", **kw),
+    ],
+    ids=["gce", "prob_mae", "rce", "sce", "comp_sum", "normalized_ce", "apl", "apl_nce_mae"],
+)
+def test_fused_backwards_are_twice_differentiable(fn):
+    # Gradient penalties / meta-learning (create_graph=True) must see the true second derivative.
+    x = randn(4, 5, dtype=torch.float64).requires_grad_(True)
+    y = randint(5, 4)
+    assert torch.autograd.gradgradcheck(lambda z: fn(z, y, reduction="none"), (x,))

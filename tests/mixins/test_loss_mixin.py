@@ -8,10 +8,12 @@ from lightning.pytorch import LightningModule
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import lightning_losses.mixins.loss as mixin_module
 from lightning_losses.callbacks.base import BehaviourCallback
-from lightning_losses.functional import cross_entropy, poly_loss
-from lightning_losses.losses import FocalLoss, PolyLoss
-from lightning_losses.mixins import LossMixin, build_criterion
+from lightning_losses.functional import cross_entropy
+from lightning_losses.losses import CrossEntropyLoss, LabelSmoothingCrossEntropyLoss
+from lightning_losses.losses.base import InputKind
+from lightning_losses.mixins import LossMixin, LossOutput, build_criterion
 from tests._lightning import quiet_trainer
 
 
@@ -50,14 +52,8 @@ class FirstSampleWeighter(BehaviourCallback):
         return w / w.sum()
 
 
-class RecordingAuxHandler(BehaviourCallback):
-    role = "aux_gradient_handler"
-
-    def __init__(self):
-        self.received = []
-
-    def consume_aux(self, aux_total):
-        self.received.append(aux_total)
+class OtherWeighter(FirstSampleWeighter):
+    pass
 
 
 def _data(n=8, seed=0):
@@ -66,20 +62,37 @@ def _data(n=8, seed=0):
 
 
 def test_build_criterion_from_name_dict_class_path_and_module():
-    assert build_criterion("poly").reduction == "none"
-    c = build_criterion({"name": "poly", "epsilon": 2.0})
-    assert isinstance(c, PolyLoss) and c.epsilon == 2.0 and c.reduction == "none"
+    assert build_criterion("cross_entropy").reduction == "none"
+    c = build_criterion({"name": "label_smoothing_ce", "smoothing": 0.2})
+    assert isinstance(c, LabelSmoothingCrossEntropyLoss) and c.reduction == "none"
+    assert 0.2 in c.hparams.values()
     c = build_criterion(
-        {"class_path": "lightning_losses.losses.FocalLoss", "init_args": {"gamma": 1.0}}
+        {"class_path": "lightning_losses.losses.CrossEntropyLoss", "init_args": {"ignore_index": 3}}
     )
-    assert isinstance(c, FocalLoss) and c.gamma == 1.0 and c.reduction == "none"
-    mine = PolyLoss(epsilon=0.5)
+    assert isinstance(c, CrossEntropyLoss) and c.ignore_index == 3 and c.reduction == "none"
+    mine = CrossEntropyLoss()
     built = build_criterion(mine)
     assert built is not mine and mine.reduction == "mean" and built.reduction == "none"
-    already = PolyLoss(reduction="none")
+    already = CrossEntropyLoss(reduction="none")
     assert build_criterion(already) is already
     torch_ce = build_criterion(nn.CrossEntropyLoss())
     assert torch_ce.reduction == "none"
+
+
+def test_requested_sum_reduction_is_replaced_with_one_warning(monkeypatch):
+    monkeypatch.setattr(mixin_module, "_REDUCTION_WARNED", set())
+    with pytest.warns(UserWarning, match="reduction='sum'.*replaced"):
+        built = build_criterion("cross_entropy", reduction="sum")
+    assert built.reduction == "none"
+    with pytest.warns(UserWarning, match="CrossEntropyLoss"):
+        build_criterion(nn.CrossEntropyLoss(reduction="sum"))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_criterion("cross_entropy", reduction="sum")  # once per criterion
+        build_criterion("cross_entropy", reduction="mean")  # the mixin's own semantics
+        build_criterion(CrossEntropyLoss())
 
 
 @pytest.mark.parametrize(
@@ -88,7 +101,7 @@ def test_build_criterion_from_name_dict_class_path_and_module():
         ({"epsilon": 1.0}, ValueError, "name"),
         (nn.Linear(2, 2), TypeError, "reduction"),
         (3.0, TypeError, "criterion"),
-        ("polly", KeyError, "poly"),
+        ("cross_entrop", KeyError, "cross_entrop"),
     ],
 )
 def test_build_criterion_errors(bad, exc, match):
@@ -98,11 +111,72 @@ def test_build_criterion_errors(bad, exc, match):
 
 def test_unweighted_loss_equals_the_criterion_mean():
     x, y = _data()
-    model = Model({"name": "poly", "epsilon": 1.0})
+    model = Model({"name": "cross_entropy"})
     out = model.compute_loss(model(x), y)
-    torch.testing.assert_close(out.loss, poly_loss(model(x), y, epsilon=1.0))
-    torch.testing.assert_close(out.per_sample, poly_loss(model(x), y, reduction="none"))
-    assert out.per_sample.requires_grad
+    torch.testing.assert_close(out.loss, cross_entropy(model(x), y))
+    torch.testing.assert_close(out.per_sample, cross_entropy(model(x), y, reduction="none"))
+    assert out.per_sample.requires_grad and out.main is out.loss and out.extras == {}
+
+
+def test_ignored_samples_are_left_out_of_the_mean_like_torch():
+    x, y = _data()
+    y[:3] = -100
+    model = Model()
+    out = model.compute_loss(model(x), y)
+    torch.testing.assert_close(out.loss, nn.functional.cross_entropy(model(x), y))
+    assert out.weights[:3].eq(0).all()
+
+
+def test_element_mask_is_explicit_or_declared_by_the_criterion():
+    g = torch.Generator().manual_seed(0)
+    logits, target = torch.randn(2, 3, 4, generator=g), torch.randint(0, 3, (2, 4), generator=g)
+    target[0, 0] = -100
+    model = Model()
+    calls = []
+    orig = model.criterion.element_mask
+    model.criterion.element_mask = lambda *a, **k: calls.append((a, k)) or orig(*a, **k)
+    model.compute_loss(logits, target=target)
+    assert len(calls) == 1 and calls[0][1]["target"] is target  # keyword inputs work too
+    # An explicit mask wins and the criterion is not asked.
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    mask[1, 2:] = False
+    out = model.compute_loss(logits, target, element_mask=mask)
+    assert len(calls) == 1
+    elem = cross_entropy(logits, target, reduction="none")
+    torch.testing.assert_close(out.per_sample[1], elem[1, :2].mean())
+    # A torch loss declares nothing: every element counts unless a mask is passed.
+    torch_model = Model(nn.CrossEntropyLoss())
+    out = torch_model.compute_loss(logits, target)
+    torch.testing.assert_close(out.per_sample, elem.mean(1))
+
+
+def test_ignored_nan_elements_do_not_poison_the_sample():
+    logits = torch.randn(1, 3, 4, requires_grad=True)
+    target = torch.tensor([[0, 1, -100, 2]])
+    model = Model()
+    elements = torch.tensor([[1.0, 2.0, float("nan"), 3.0]], requires_grad=True)
+    per = model.per_sample_losses(elements, target != -100)
+    per.sum().backward()
+    torch.testing.assert_close(per, torch.tensor([2.0]))
+    torch.testing.assert_close(elements.grad, torch.tensor([[1 / 3, 1 / 3, 0.0, 1 / 3]]))
+    assert logits.grad is None
+
+
+def test_capability_check_rejects_a_loss_of_another_kind():
+    class Classifier(Model):
+        accepted_input_kinds = (InputKind.CLASSIFICATION,)
+
+    class Ranker(Model):
+        accepted_input_kinds = (InputKind.RANKING, InputKind.EMBEDDINGS)
+
+    Classifier()  # cross_entropy is a classification loss
+    with pytest.raises(ValueError, match=r"CrossEntropyLoss takes 'classification'.*Ranker"):
+        Ranker()
+    with pytest.raises(ValueError, match=r"BPRLoss takes 'ranking'.*'classification'"):
+        Classifier("bpr")
+    Ranker("bpr")
+    Ranker(nn.CrossEntropyLoss())  # a torch loss declares no kind: accepted
+    Model("bpr")  # accepted_input_kinds = None accepts all
 
 
 def test_weighted_reduction_and_gradients_match_hand_computation():
@@ -165,23 +239,25 @@ def test_dense_losses_reduce_per_sample_over_valid_elements():
         [elem[i][valid[i]].mean() if valid[i].any() else torch.tensor(0.0) for i in range(3)]
     )
     torch.testing.assert_close(out.per_sample, expected)
+    torch.testing.assert_close(out.loss, expected[:2].mean())  # the empty sample does not count
     model.loss_granularity = "element"
     out = model.compute_loss(logits, target)
     torch.testing.assert_close(out.per_sample, elem[valid])
     torch.testing.assert_close(out.loss, cross_entropy(logits, target))
 
 
-def test_aux_is_added_or_handed_to_the_aux_handler():
+def test_aux_is_kept_apart_and_added_to_loss():
     x, y = _data()
     model = Model()
-    aux = {"reg": torch.tensor(0.25, requires_grad=True)}
-    out = model.compute_loss(model(x), y, aux=aux)
-    torch.testing.assert_close(out.loss, out.per_sample.mean() + 0.25)
-    handler = RecordingAuxHandler()
-    model.__dict__["aux_gradient_handler"] = handler
-    out = model.compute_loss(model(x), y, aux=aux)
-    torch.testing.assert_close(out.loss, out.per_sample.mean())
-    assert len(handler.received) == 1 and handler.received[0].requires_grad
+    aux = {"reg": torch.tensor(0.25, requires_grad=True), "z": torch.tensor(0.5)}
+    out = model.compute_loss(model(x), y, aux=aux, extras={"logits": "kept"})
+    torch.testing.assert_close(out.main, out.per_sample.mean())
+    torch.testing.assert_close(out.loss, out.main + 0.75)
+    assert set(out.aux) == {"reg", "z"} and out.aux["reg"] is aux["reg"]  # never pre-summed
+    torch.testing.assert_close(out.aux_total, torch.tensor(0.75))
+    assert out.extras == {"logits": "kept"}
+    assert set(out.to_dict()) == {"loss", "main", "per_sample", "aux", "extras"}
+    assert LossOutput(loss=out.loss, per_sample=out.per_sample).aux_total is None
     with pytest.raises(ValueError, match="aux"):
         model.compute_loss(model(x), y, aux={"v": torch.ones(2)})
 
@@ -202,7 +278,11 @@ def test_callback_attaches_in_setup_drives_training_and_detaches(tmp_path):
     for w in model.seen_weights:
         torch.testing.assert_close(w, torch.tensor([0.5, 1 / 6, 1 / 6, 1 / 6]))
     assert "sample_weighter" not in model.__dict__  # detached at teardown
-    assert {"train/loss_step", "train/logit_l2_step"} <= set(trainer.callback_metrics)
+    metrics = trainer.callback_metrics
+    assert {"train/loss_step", "train/loss_main_step", "train/logit_l2_step"} <= set(metrics)
+    torch.testing.assert_close(
+        metrics["train/loss_step"], metrics["train/loss_main_step"] + metrics["train/logit_l2_step"]
+    )
 
 
 def test_setup_fails_clearly_for_modules_without_loss_mixin(tmp_path):
@@ -225,6 +305,6 @@ def test_setup_fails_clearly_for_modules_without_loss_mixin(tmp_path):
 def test_two_callbacks_cannot_share_a_role(tmp_path):
     x, y = _data()
     with pytest.raises(ValueError, match="one callback per role"):
-        _trainer([FirstSampleWeighter(), FirstSampleWeighter()], tmp_path).fit(
+        _trainer([FirstSampleWeighter(), OtherWeighter()], tmp_path).fit(
             Model(), DataLoader(TensorDataset(x, y))
         )

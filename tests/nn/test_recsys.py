@@ -86,3 +86,37 @@ def test_bad_arguments_raise():
         LightGCN(3, 6, num_layers=-1)
     with pytest.raises(ValueError, match="num_users"):
         MatrixFactorization(0, 6)
+
+
+@pytest.mark.parametrize("model_cls", [MatrixFactorization, LightGCN])
+def test_l2_penalty_is_the_per_batch_layer0_form(model_cls):
+    torch.manual_seed(0)
+    model = model_cls(3, 5, dim=4, l2_reg=0.3)
+    if isinstance(model, LightGCN):
+        users_g, items_g = interactions()
+        model.set_graph(users_g.clamp_max(2), items_g)
+    users, pos = torch.tensor([0, 2, 2]), torch.tensor([1, 4, 0])
+    neg = torch.tensor([[3, 2], [0, 0], [1, 3]])  # K = 2 negatives, a duplicate counts twice
+    out = model.l2_penalty(users, pos, neg)
+    u, v = model.user_embedding.weight, model.item_embedding.weight  # layer 0, not propagated
+    ref = sum(
+        u[users[b]].square().sum() + v[pos[b]].square().sum() + v[neg[b]].square().sum()
+        for b in range(3)
+    )
+    torch.testing.assert_close(out, 0.3 * ref / 3)
+    out.backward()
+    # Only the touched rows get a gradient: 2 λ / B · e per occurrence.
+    grad_u = torch.zeros_like(u)
+    for b in range(3):
+        grad_u[users[b]] += 2 * 0.3 / 3 * u[users[b]].detach()
+    torch.testing.assert_close(model.user_embedding.weight.grad, grad_u)
+    assert model.user_embedding.weight.grad[1].abs().sum() == 0  # user 1 is not in the batch
+
+
+def test_l2_penalty_is_zero_by_default_and_checked():
+    mf = MatrixFactorization(2, 2, dim=2)
+    assert mf.l2_penalty(torch.tensor([0]), torch.tensor([1]), torch.tensor([0])) == 0
+    with pytest.raises(ValueError, match="l2_reg"):
+        MatrixFactorization(2, 2, l2_reg=-1.0)
+    with pytest.raises(ValueError, match="l2_reg"):
+        LightGCN(2, 2, l2_reg=float("nan"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -56,7 +57,7 @@ def test_per_sample_is_sequence_mean_token_ce_and_z_loss_is_aux():
     valid = (labels != -100).float()
     expected = (ce * valid).sum(1) / valid.sum(1)
     torch.testing.assert_close(out.per_sample, expected)
-    zl = z_loss(logits, labels, coeff=1e-3)
+    zl = z_loss(logits.transpose(1, 2), labels, coeff=1e-3)
     torch.testing.assert_close(out.aux["z_loss"], zl)
     torch.testing.assert_close(out.loss, expected.mean() + zl)
     # The gradient reaches the model through both terms.
@@ -100,6 +101,8 @@ def test_fit_from_yaml_with_reweighting(tmp_path):
     cli = build_cli(
         [
             "fit",
+            "--config",
+            str(ROOT / "recipes/nlp/grammar_llama.yaml"),
             "--config",
             str(ROOT / "recipes/nlp/grammar_llama_reweighting.yaml"),
             *TINY,
@@ -155,9 +158,31 @@ def test_plain_yaml_bf16_mixed_on_cpu(tmp_path):
     assert "train/z_loss_step" in cli.trainer.callback_metrics
 
 
-def test_vocab_too_small_fails_at_setup(tmp_path):
-    import pytest
+def test_block_size_above_max_positions_fails_at_setup_naming_both_flags(tmp_path):
+    with pytest.raises(
+        ValueError,
+        match=r"--data.block_size 64 exceeds the model's --model.max_position_embeddings 32",
+    ):
+        build_cli(
+            [
+                "fit",
+                "--config",
+                str(ROOT / "recipes/nlp/grammar_llama.yaml"),
+                *TINY,
+                "--data.block_size",
+                "64",
+                "--model.max_position_embeddings",
+                "32",
+                "--data.tokenizer_dir",
+                str(tmp_path / "tok"),
+                "--trainer.max_steps",
+                "1",
+                *cli_output_args(tmp_path),
+            ]
+        )
 
+
+def test_vocab_too_small_fails_at_setup(tmp_path):
     with pytest.raises(ValueError, match="vocab_size"):
         build_cli(
             [

@@ -50,14 +50,18 @@ def test_full_ranking_metrics_match_a_hand_computed_case():
     assert out["test/ndcg@2"].item() == pytest.approx(ndcg_u0 / 2, rel=1e-5)
 
 
-@pytest.mark.parametrize("config", ["mf_bpr_pld.yaml", "lightgcn_bpr_pld.yaml"])
-def test_pld_recipes_fit_from_yaml(tmp_path, config):
+@pytest.mark.parametrize("config", ["mf_bpr.yaml", "lightgcn_bpr.yaml"])
+def test_pld_overlay_fits_on_each_base_recipe(tmp_path, config):
     cli = build_cli(
         [
             "fit",
             "--config",
             str(ROOT / "recipes/recsys" / config),
+            "--config",
+            str(ROOT / "recipes/recsys/pld.yaml"),
             *SMALL,
+            "--trainer.callbacks.init_args.temperature",
+            "0.2",
             "--trainer.max_steps",
             "3",
             "--trainer.check_val_every_n_epoch",
@@ -67,8 +71,33 @@ def test_pld_recipes_fit_from_yaml(tmp_path, config):
     )
     assert cli.trainer.global_step == 3
     assert type(cli.model.criterion).__name__ == "BPRLoss"
-    assert any(isinstance(c, PLDResampling) for c in cli.trainer.callbacks)
+    (pld,) = [c for c in cli.trainer.callbacks if isinstance(c, PLDResampling)]
+    assert pld.temperature == 0.2
     assert "train/noisy_share" in cli.trainer.callback_metrics
+    # The recipe defaults: no Adam weight decay, the per-batch L2 as the aux objective `l2`.
+    assert cli.model.hparams.weight_decay == 0.0 and cli.model.model.l2_reg > 0
+    assert cli.trainer.optimizers[0].param_groups[0]["weight_decay"] == 0.0
+    assert "train/l2_step" in cli.trainer.callback_metrics
+
+
+def test_l2_reg_is_an_aux_objective_of_the_training_loss():
+    m = RecsysModule(n_users=4, n_items=6, embedding_dim=3, l2_reg=0.5)
+    batch = {
+        "user": torch.tensor([0, 3]),
+        "pos_item": torch.tensor([1, 5]),
+        "neg_item": torch.tensor([2, 0]),
+        "cand_items": torch.tensor([[1, 1], [5, 5]]),
+    }
+    out = m.training_step(batch, 0)
+    expected = m.model.l2_penalty(batch["user"], batch["pos_item"], batch["neg_item"])
+    torch.testing.assert_close(out["aux"]["l2"], expected)
+    torch.testing.assert_close(out["loss"], out["main"] + expected)
+    assert "l2" not in RecsysModule(n_users=4, n_items=6).training_step(batch, 0)["aux"]
+
+
+def test_a_non_ranking_criterion_is_rejected_when_built():
+    with pytest.raises(ValueError, match=r"CrossEntropyLoss takes 'classification'.*RecsysModule"):
+        RecsysModule(criterion="cross_entropy")
 
 
 def trainer(epochs, callbacks=()):
@@ -85,7 +114,7 @@ def test_mf_bpr_learns_the_ground_truth():
     dm = InteractionDataModule(
         num_users=200, num_items=400, positives_per_user=30, noise_rate=0.0, batch_size=512, seed=1
     )
-    model = RecsysModule(weight_decay=1e-4)
+    model = RecsysModule(l2_reg=1e-2)
     t = trainer(8)
     t.fit(model, dm)
     recall = t.test(model, dm, verbose=False)[0]["test/recall@20"]

@@ -1,17 +1,41 @@
-"""Example-input builders for the registry (``register_loss(..., example=...)``).
+"""Example-input builders for the loss specs.
 
-Each builder takes ``(batch_size, size, generator)`` and returns a
-:class:`~lightning_losses.registry.LossExample`; family-agnostic contract tests call it to drive
-any registered loss. New families add their builder here.
+Each builder takes `(batch_size, size, generator)` and returns a `LossExample`; the
+family-agnostic contract tests call it to drive any registered loss. New families add their
+builder here.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import torch
+from torch import Tensor
 
-from lightning_losses.registry import LossExample
 
-__all__ = ["classification_example", "multilabel_example", "ranking_example"]
+@dataclass
+class LossExample:
+    """A small valid call of a loss: `loss(*inputs, *targets, **kwargs)`.
+
+    Attributes:
+        inputs: differentiable floating-point inputs (logits, scores, embeddings). Contract tests
+            scale them to ±1e4, cast them to bf16 and run `gradcheck` on them.
+        targets: non-differentiable inputs (labels, masks, soft targets, reference log-probs).
+        kwargs: extra keyword arguments for `forward`.
+        class_target: index into `targets` of an integer class-index tensor whose entries may be
+            set to `ignore_index` or pushed out of range (`None` when there is none).
+        num_classes: the valid label range of `targets[class_target]` is `[0, num_classes)`.
+    """
+
+    inputs: tuple[Tensor, ...]
+    targets: tuple[Tensor, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    class_target: int | None = None
+    num_classes: int | None = None
+
+    def args(self) -> tuple[Tensor, ...]:
+        return (*self.inputs, *self.targets)
 
 
 def classification_example(n: int, c: int, generator: torch.Generator) -> LossExample:

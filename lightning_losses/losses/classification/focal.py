@@ -1,0 +1,494 @@
+r"""Focal losses: multi-class softmax focal, sigmoid (binary / multi-label) focal and its Poly-1 form.
+
+Focal loss comes from *Focal Loss for Dense Object Detection* (Lin et al., ICCV 2017,
+arXiv:1708.02002); the Poly-1 focal loss from *PolyLoss: A Polynomial Expansion Perspective of
+Classification Loss Functions* (Leng et al., ICLR 2022, arXiv:2204.12511). The sigmoid losses take
+logits and probability targets of any (equal) shape; `sigmoid_focal_loss_torchvision` keeps
+`torchvision.ops.sigmoid_focal_loss`'s exact signature for drop-in use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lightning_losses.losses._reduction import reduce_loss
+from lightning_losses.losses._validation import (
+    check_class_weight,
+    check_ignore_index,
+    check_number,
+    check_probability_target,
+    check_reduction,
+    check_same_shape,
+    check_tensor,
+    check_weight_arg,
+    prepare_classification,
+    upcast,
+)
+from lightning_losses.losses.base import InputKind, Loss
+from lightning_losses.registry import register_loss
+
+__all__ = [
+    "FocalLoss",
+    "PolyFocalLoss",
+    "SigmoidFocalLoss",
+    "focal_loss",
+    "poly_focal_loss",
+    "sigmoid_focal_loss",
+    "sigmoid_focal_loss_torchvision",
+]
+
+
+# -- softmax focal (A03) ---------------------------------------------------------------------------
+
+
+def _check_focal_alpha(alpha: Any) -> float | Tensor | None:
+    if alpha is None:
+        return None
+    if isinstance(alpha, Tensor):
+        check_weight_arg(alpha, name="alpha")
+        if bool((alpha < 0).any()):
+            raise ValueError(
+                f"alpha must be ≥ 0, got {alpha.tolist() if alpha.numel() <= 8 else alpha}"
+            )
+        return alpha
+    return check_number("alpha", alpha, low=0.0)
+
+
+def _check_focal_args(*, gamma: Any, alpha: Any, weight: Any, ignore_index: Any) -> dict[str, Any]:
+    # The one validator of focal_loss's hyperparameters: the functional and FocalLoss use it.
+    return {
+        "gamma": check_number("gamma", gamma, low=0.0),
+        "alpha": _check_focal_alpha(alpha),
+        "weight": check_weight_arg(weight),
+        "ignore_index": check_ignore_index(ignore_index),
+    }
+
+
+def _alpha_vector(alpha: float | Tensor | None, num_classes: int, like: Tensor) -> Tensor | None:
+    if alpha is None:
+        return None
+    if isinstance(alpha, Tensor):
+        if alpha.shape != (num_classes,):
+            raise ValueError(
+                f"alpha must be a float or a [C] = ({num_classes},) tensor, got {tuple(alpha.shape)}"
+            )
+        return alpha.to(device=like.device, dtype=like.dtype)
+    return torch.full((num_classes,), alpha, device=like.device, dtype=like.dtype)
+
+
+def focal_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    gamma: float = 2.0,
+    alpha: float | Tensor | None = None,
+    weight: Tensor | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    validate_args: bool = True,
+) -> Tensor:
+    r"""Multi-class (softmax) focal loss.
+
+    $$
+    \ell = -w_y\,\alpha_y\,(1 - p_y)^{\gamma}\,\log p_y
+    $$
+
+    `gamma=0` with `alpha=None` is cross-entropy, class `weight` included: `weight` is a class
+    weight with the semantics of `torch.nn.functional.cross_entropy` (`"mean"` divides by the
+    summed weight $\sum w_y$ of the counted targets). `alpha` rescales samples and is not a
+    normaliser (`"mean"` divides by the number of counted targets when `weight` is `None`).
+
+    Paper: *Focal Loss for Dense Object Detection*, Lin et al., ICCV 2017 (arXiv:1708.02002).
+
+    Args:
+        input: logits `[N, C, *]`.
+        target: class indices `[N, *]`.
+        gamma: focusing parameter $\gamma \ge 0$.
+        alpha: per-class balance `[C]` (≥ 0) or one float for every class; `None` = 1.
+        weight: per-class weight `[C]` (CE semantics, see above).
+        ignore_index: target value that is ignored.
+        reduction: `"mean" | "sum" | "none"` (`"none"` returns `[N, *]`).
+        validate_args: check the label range and the finiteness of `weight` (host syncs).
+
+    Returns:
+        The reduced loss, or `[N, *]` with `reduction="none"`.
+
+    Example:
+        >>> import torch
+        >>> from lightning_losses.functional import focal_loss
+        >>> focal_loss(torch.tensor([[2.0, 0.0]]), torch.tensor([0]), gamma=2.0)
+        tensor(0.0018)
+    """
+    check_reduction(reduction)
+    hp = _check_focal_args(gamma=gamma, alpha=alpha, weight=weight, ignore_index=ignore_index)
+    batch = prepare_classification(
+        input,
+        target,
+        ignore_index=hp["ignore_index"],
+        allow_soft=False,
+        validate_args=validate_args,
+    )
+    a = _alpha_vector(hp["alpha"], batch.num_classes, batch.logits)
+    w = check_class_weight(
+        hp["weight"], batch.num_classes, batch.logits, validate_args=validate_args
+    )
+    log_p_y = batch.log_p_target()
+    # 1 - p_y from log p_y without cancellation when p_y -> 1.
+    rows = -(-torch.expm1(log_p_y)).clamp_min(0).pow(hp["gamma"]) * log_p_y
+    if a is not None:
+        rows = rows * a[batch.target]
+    den = None
+    if w is not None:
+        den = w[batch.target]
+        rows = rows * den
+    return reduce_loss(rows, reduction, valid=batch.valid, weight=den, out_shape=batch.out_shape)
+
+
+@register_loss("focal", aliases=("focal_loss",))
+class FocalLoss(Loss):
+    r"""Multi-class softmax focal loss, $-w_y \alpha_y (1-p_y)^\gamma \log p_y$.
+
+    See [focal_loss][lightning_losses.functional.focal_loss] for the formula and the
+    normalisation. For binary / multi-label targets use
+    [SigmoidFocalLoss][lightning_losses.losses.SigmoidFocalLoss].
+
+    Paper: *Focal Loss for Dense Object Detection*, Lin et al., ICCV 2017 (arXiv:1708.02002).
+
+    Args:
+        gamma: focusing parameter (default 2.0).
+        alpha: per-class weights `[C]` or a float; `None` disables.
+        weight: per-class weight `[C]` with cross-entropy semantics.
+        ignore_index: target value that is ignored.
+        reduction: `"mean" | "sum" | "none"`.
+        validate_args: run the host-syncing data checks on every call.
+
+    Shape:
+        - input: `[N, C, *]` logits; target: `[N, *]` class indices.
+        - output: scalar, or `[N, *]` with `reduction="none"`.
+
+    Example:
+        >>> import torch
+        >>> from lightning_losses.losses import FocalLoss
+        >>> FocalLoss(gamma=0.0)(torch.zeros(2, 4), torch.tensor([1, 3]))  # = CE = log 4
+        tensor(1.3863)
+        >>> FocalLoss(gamma=2.0)
+        FocalLoss(gamma=2.0, alpha=None, weight=None, ignore_index=-100, reduction='mean')
+    """
+
+    functional = staticmethod(focal_loss)
+    input_kind = InputKind.CLASSIFICATION
+
+    def __init__(
+        self,
+        gamma: float = 2.0,
+        alpha: float | Tensor | None = None,
+        weight: Tensor | None = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        validate_args: bool = True,
+    ) -> None:
+        super().__init__(
+            reduction=reduction,
+            validate_args=validate_args,
+            **_check_focal_args(gamma=gamma, alpha=alpha, weight=weight, ignore_index=ignore_index),
+        )
+
+
+# -- sigmoid focal (A04) and Poly-1 sigmoid focal (A02) ---------------------------------------------
+
+
+def _check_sigmoid_alpha(alpha: Any) -> float | None:
+    # torchvision's convention: alpha in [0, 1] balances positives, alpha < 0 (or None) disables.
+    return None if alpha is None else check_number("alpha", alpha, high=1.0)
+
+
+def _check_sigmoid_focal_args(*, alpha: Any, gamma: Any) -> dict[str, Any]:
+    return {"alpha": _check_sigmoid_alpha(alpha), "gamma": check_number("gamma", gamma, low=0.0)}
+
+
+def _sigmoid_focal_elements(
+    input: Tensor,
+    target: Tensor,
+    alpha: float | None,
+    gamma: float,
+    *,
+    validate_args: bool,
+    input_name: str = "input",
+    target_name: str = "target",
+) -> tuple[Tensor, Tensor]:
+    """Validated element-wise sigmoid focal loss and `1 - p_t` (torchvision's arithmetic)."""
+    check_tensor(input_name, input, floating=True)
+    check_tensor(target_name, target)
+    check_same_shape(input_name, input, target_name, target)
+    check_probability_target(target_name, target, validate_args=validate_args)
+    x = upcast(input)
+    t = target.to(x.dtype)
+    p = torch.sigmoid(x)
+    ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    one_minus_p_t = 1 - (p * t + (1 - p) * (1 - t))
+    loss = ce * one_minus_p_t.pow(gamma)
+    if alpha is not None and alpha >= 0:
+        loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
+    return loss, one_minus_p_t
+
+
+def sigmoid_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    alpha: float | None = 0.25,
+    gamma: float = 2.0,
+    reduction: str = "mean",
+    validate_args: bool = True,
+) -> Tensor:
+    r"""Sigmoid (binary / multi-label / dense) focal loss, element-wise.
+
+    $$
+    p_t = t\,\sigma(x) + (1-t)(1-\sigma(x)),\qquad
+    \alpha_t = \alpha t + (1-\alpha)(1-t),\qquad
+    \ell = \alpha_t\,(1-p_t)^{\gamma}\,\mathrm{BCE}(x, t)
+    $$
+
+    The same values and gradients as `torchvision.ops.sigmoid_focal_loss`, in the house
+    convention (`input`, `target`, keyword hyperparameters, default `reduction="mean"`, a mean
+    over all elements). For torchvision's exact signature (`inputs`, `targets`, positional
+    `alpha`/`gamma`, default `reduction="none"`) use
+    [sigmoid_focal_loss_torchvision][lightning_losses.functional.sigmoid_focal_loss_torchvision].
+    Half/bf16 inputs are computed in float32.
+
+    Paper: *Focal Loss for Dense Object Detection*, Lin et al., ICCV 2017 (arXiv:1708.02002).
+
+    Args:
+        input: logits of any shape.
+        target: targets in $[0, 1]$ (binary or soft), same shape as `input`.
+        alpha: positive-class balance in $[0, 1]$; `None` or `< 0` disables it (torchvision).
+        gamma: focusing parameter `≥ 0`.
+        reduction: `"mean" | "sum" | "none"` (`"none"`: one value per element).
+        validate_args: check that `target` lies in $[0, 1]$ (a host sync).
+
+    Returns:
+        The reduced loss, or the element-wise loss (shape of `input`) with `reduction="none"`.
+
+    Raises:
+        ValueError: `target` holds a value outside $[0, 1]$ (with `validate_args`), or its
+            shape differs from `input`'s.
+
+    Example:
+        >>> import torch
+        >>> from lightning_losses.functional import sigmoid_focal_loss
+        >>> sigmoid_focal_loss(torch.tensor([0.0, 3.0]), torch.tensor([1.0, 1.0]), reduction="none")
+        tensor([4.3322e-02, 2.7321e-05])
+    """
+    check_reduction(reduction)
+    hp = _check_sigmoid_focal_args(alpha=alpha, gamma=gamma)
+    loss, _ = _sigmoid_focal_elements(input, target, **hp, validate_args=validate_args)
+    return reduce_loss(loss, reduction)
+
+
+def sigmoid_focal_loss_torchvision(
+    inputs: Tensor,
+    targets: Tensor,
+    alpha: float = 0.25,
+    gamma: float = 2,
+    reduction: str = "none",
+) -> Tensor:
+    r"""`torchvision.ops.sigmoid_focal_loss` with its exact signature, for drop-in replacement.
+
+    Same arguments, defaults (`reduction="none"`) and results as torchvision's function; it calls
+    [sigmoid_focal_loss][lightning_losses.functional.sigmoid_focal_loss] (so `targets` outside
+    $[0, 1]$ raise a `ValueError`, where torchvision computes a meaningless value).
+
+    Paper: *Focal Loss for Dense Object Detection*, Lin et al., ICCV 2017 (arXiv:1708.02002).
+
+    Args:
+        inputs: logits of any shape.
+        targets: targets in $[0, 1]$ with the same shape.
+        alpha: positive-class balance in $[0, 1]$, or `< 0` to disable.
+        gamma: focusing parameter `≥ 0`.
+        reduction: `"none" | "mean" | "sum"`.
+
+    Returns:
+        The element-wise loss, or its mean / sum.
+
+    Example:
+        >>> import torch
+        >>> from lightning_losses.functional import sigmoid_focal_loss_torchvision
+        >>> sigmoid_focal_loss_torchvision(torch.tensor([0.0, 3.0]), torch.tensor([1.0, 1.0]))
+        tensor([4.3322e-02, 2.7321e-05])
+    """
+    check_reduction(reduction)
+    hp = _check_sigmoid_focal_args(alpha=alpha, gamma=gamma)
+    loss, _ = _sigmoid_focal_elements(
+        inputs, targets, **hp, validate_args=True, input_name="inputs", target_name="targets"
+    )
+    return reduce_loss(loss, reduction)
+
+
+@register_loss("sigmoid_focal", aliases=("binary_focal",))
+class SigmoidFocalLoss(Loss):
+    r"""Sigmoid focal loss for binary / multi-label / dense targets, $\alpha_t (1-p_t)^\gamma\,\mathrm{BCE}$.
+
+    See [sigmoid_focal_loss][lightning_losses.functional.sigmoid_focal_loss].
+    `reduction="none"` returns one loss per element.
+
+    Paper: *Focal Loss for Dense Object Detection*, Lin et al., ICCV 2017 (arXiv:1708.02002).
+
+    Args:
+        alpha: positive-class balance in $[0, 1]$; `None` or `< 0` disables (default 0.25).
+        gamma: focusing parameter (default 2.0).
+        reduction: `"mean" | "sum" | "none"`.
+        validate_args: check that `target` lies in $[0, 1]$ on every call.
+
+    Shape:
+        - input: logits of any shape; target: the same shape, values in $[0, 1]$.
+        - output: scalar, or the shape of `input` with `reduction="none"`.
+
+    Example:
+        >>> import torch
+        >>> from lightning_losses.losses import SigmoidFocalLoss
+        >>> SigmoidFocalLoss()(torch.zeros(2, 3), torch.ones(2, 3))
+        tensor(0.0433)
+    """
+
+    functional = staticmethod(sigmoid_focal_loss)
+    input_kind = InputKind.MULTILABEL
+    target_arg = None
+
+    def __init__(
+        self,
+        alpha: float | None = 0.25,
+        gamma: float = 2.0,
+        reduction: str = "mean",
+        validate_args: bool = True,
+    ) -> None:
+        super().__init__(
+            reduction=reduction,
+            validate_args=validate_args,
+            **_check_sigmoid_focal_args(alpha=alpha, gamma=gamma),
+        )
+
+
+def _check_poly_focal_args(*, epsilon: Any, alpha: Any, gamma: Any) -> dict[str, Any]:
+    return {
+        "epsilon": check_number("epsilon", epsilon, low=-1.0),
+        **_check_sigmoid_focal_args(alpha=alpha, gamma=gamma),
+    }
+
+
+def poly_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    epsilon: float = 1.0,
+    alpha: float | None = 0.25,
+    gamma: float = 2.0,
+    reduction: str = "mean",
+    validate_args: bool = True,
+) -> Tensor:
+    r"""Poly-1 focal loss: sigmoid focal loss plus $\epsilon (1-p_t)^{\gamma+1}$.
+
+    $$
+    \ell = \alpha_t (1-p_t)^{\gamma}\,\mathrm{BCE}(x, t) + \epsilon\,(1-p_t)^{\gamma+1},
+    \qquad p_t = t\,\sigma(x) + (1-t)(1-\sigma(x))
+    $$
+
+    **`alpha` weights the focal term only.** This follows the paper: its focal Poly-1 formula
+    adds $\epsilon (1-P_t)^{\gamma+1}$ to the focal loss, and its code listing applies the balance
+    to the focal loss first (`FL = alpha_t * FL`) and then adds the unweighted poly term
+    (`Poly1 = FL + epsilon * pow(1 - pt, gamma + 1)`). `timm.loss.PolyBinaryCrossEntropy`
+    (timm 1.0) instead multiplies $\alpha_t$ into *both* terms. The two agree when the balance is off (`alpha=None` in both, or `alpha < 0`
+    here) and otherwise differ by exactly the poly term's weight:
+
+    $$
+    \ell_{\text{ours}} - \ell_{\text{timm}} = (1 - \alpha_t)\,\epsilon\,(1-p_t)^{\gamma+1}
+    $$
+
+    (with timm's `gamma` and `epsilon` set to ours; its defaults are `gamma=0`, `epsilon=2`).
+    `epsilon=0` is [sigmoid_focal_loss][lightning_losses.functional.sigmoid_focal_loss]
+    exactly. The paper found $\epsilon = -1$ best for RetinaNet detection; tune it per task.
+
+    Paper: *PolyLoss: A Polynomial Expansion Perspective of Classification Loss Functions*,
+    Leng et al., ICLR 2022 (arXiv:2204.12511).
+
+    Args:
+        input: logits of any shape (multi-label / dense binary).
+        target: targets in $[0, 1]$, same shape as `input`.
+        epsilon: polynomial coefficient (default 1.0), ≥ -1.
+        alpha: positive-class balance of the focal term in $[0, 1]$; `None` or `< 0` disables
+            it (default 0.25).
+        gamma: focusing parameter `≥ 0` (default 2.0).
+        reduction: `"mean" | "sum" | "none"` (`"none"`: one value per element).
+        validate_args: check that `target` lies in $[0, 1]$ (a host sync).
+
+    Returns:
+        The reduced loss, or the element-wise loss with `reduction="none"`.
+
+    Raises:
+        ValueError: `target` holds a value outside $[0, 1]$ (with `validate_args`).
+
+    Example:
+        >>> import torch
+        >>> from lightning_losses.functional import poly_focal_loss
+        >>> # x=0, t=1: p_t=1/2, focal = 0.25 * 0.25 * log 2, poly = 1 * 0.5**3
+        >>> poly_focal_loss(torch.zeros(1), torch.ones(1))
+        tensor(0.1683)
+    """
+    check_reduction(reduction)
+    hp = _check_poly_focal_args(epsilon=epsilon, alpha=alpha, gamma=gamma)
+    focal, one_minus_p_t = _sigmoid_focal_elements(
+        input, target, hp["alpha"], hp["gamma"], validate_args=validate_args
+    )
+    return reduce_loss(focal + hp["epsilon"] * one_minus_p_t.pow(hp["gamma"] + 1.0), reduction)
+
+
+@register_loss("poly_focal", aliases=("poly1_focal",))
+class PolyFocalLoss(Loss):
+    r"""Poly-1 sigmoid focal loss, $\mathrm{FL} + \epsilon (1-p_t)^{\gamma+1}$, `alpha` on FL only.
+
+    See [poly_focal_loss][lightning_losses.functional.poly_focal_loss] for the formula and how it
+    differs from `timm.loss.PolyBinaryCrossEntropy` when `alpha` is set. `reduction="none"`
+    returns one loss per element.
+
+    Paper: *PolyLoss: A Polynomial Expansion Perspective of Classification Loss Functions*,
+    Leng et al., ICLR 2022 (arXiv:2204.12511).
+
+    Args:
+        epsilon: polynomial coefficient (default 1.0), ≥ -1.
+        alpha: positive-class balance of the focal term in $[0, 1]$; `None` or `< 0` disables
+            (default 0.25).
+        gamma: focusing parameter (default 2.0).
+        reduction: `"mean" | "sum" | "none"`.
+        validate_args: check that `target` lies in $[0, 1]$ on every call.
+
+    Shape:
+        - input: logits of any shape; target: the same shape, values in $[0, 1]$.
+        - output: scalar, or the shape of `input` with `reduction="none"`.
+
+    Example:
+        >>> import torch
+        >>> from lightning_losses.losses import PolyFocalLoss
+        >>> PolyFocalLoss(epsilon=0.0)(torch.zeros(2, 3), torch.ones(2, 3))  # = sigmoid focal
+        tensor(0.0433)
+    """
+
+    functional = staticmethod(poly_focal_loss)
+    input_kind = InputKind.MULTILABEL
+    target_arg = None
+
+    def __init__(
+        self,
+        epsilon: float = 1.0,
+        alpha: float | None = 0.25,
+        gamma: float = 2.0,
+        reduction: str = "mean",
+        validate_args: bool = True,
+    ) -> None:
+        super().__init__(
+            reduction=reduction,
+            validate_args=validate_args,
+            **_check_poly_focal_args(epsilon=epsilon, alpha=alpha, gamma=gamma),
+        )
