@@ -332,7 +332,7 @@ class LossMixin:
             raise ValueError(
                 f"criterion {type(module).__name__} takes {kind!r} inputs, but "
                 f"{type(self).__name__} accepts only {tuple(accepted)} losses; choose a loss of "
-                "an accepted kind (list_losses() shows each loss's input_kind)"
+                "an accepted kind (each loss class declares its `input_kind`: get_loss_class(name).input_kind)"
             )
         self.criterion = module
         return module
