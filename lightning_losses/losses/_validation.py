@@ -114,9 +114,8 @@ def check_class_weight(
     name: str = "weight",
 ) -> Tensor | None:
     """A per-class ``[C]`` floating tensor (finite when ``validate_args``), cast like ``like``."""
-    if weight is None:
+    if check_weight_arg(weight, name) is None:
         return None
-    check_tensor(name, weight, floating=True)
     if weight.shape != (num_classes,):
         raise ValueError(
             f"{name} must have shape [C] = ({num_classes},), got {tuple(weight.shape)}"
@@ -143,8 +142,10 @@ def check_weight_arg(weight: Any, name: str = "weight") -> Tensor | None:
 
 def check_probability_target(name: str, target: Tensor, *, validate_args: bool = True) -> None:
     """Binary / probability targets of sigmoid losses must lie in ``[0, 1]`` (one host sync)."""
+    if not validate_args or not target.numel():
+        return
     outside = ~((target >= 0) & (target <= 1))  # NaN counts as outside
-    if validate_args and target.numel() and bool(outside.any()):
+    if bool(outside.any()):
         bad = target[outside][0].item()
         raise ValueError(f"{name} must hold probabilities in [0, 1], got a value {bad}")
 

@@ -397,7 +397,6 @@ class LossMixin:
             else:
                 valid = sample_mask.to(per_sample.dtype)
                 weights = valid / valid.sum().clamp_min(1)
-            main = (weights * per_sample).sum() if sample_mask is None else None
         else:
             _notify(weighter)
             weights = weighter.sample_weights(per_sample.detach())
@@ -408,11 +407,9 @@ class LossMixin:
                     f"{getattr(weights, 'shape', type(weights).__name__)}"
                 )
             weights = weights.detach().to(per_sample.dtype)
-            main = None
-        if main is None:
-            # Weight-0 samples are left out (not multiplied by 0): 0 · inf would be NaN.
-            zero = torch.zeros((), dtype=per_sample.dtype, device=per_sample.device)
-            main = torch.where(weights != 0, weights * per_sample, zero).sum()
+        # Weight-0 samples are left out (not multiplied by 0): 0 · inf would be NaN.
+        zero = torch.zeros((), dtype=per_sample.dtype, device=per_sample.device)
+        main = torch.where(weights != 0, weights * per_sample, zero).sum()
         return main, weights
 
     def _element_mask(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor | None:
