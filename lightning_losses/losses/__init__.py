@@ -6,11 +6,23 @@ package re-exports them, and `tests/losses/test_contract.py` checks that every r
 exported.
 """
 
-from lightning_losses.losses import calibration, classification, language, ranking, robust
+from lightning_losses.losses import (
+    calibration,
+    classification,
+    contrastive,
+    language,
+    metric,
+    preference,
+    ranking,
+    robust,
+)
 from lightning_losses.losses.base import InputKind, Loss
 from lightning_losses.losses.calibration import *  # noqa: F403
 from lightning_losses.losses.classification import *  # noqa: F403
+from lightning_losses.losses.contrastive import *  # noqa: F403
 from lightning_losses.losses.language import *  # noqa: F403
+from lightning_losses.losses.metric import *  # noqa: F403
+from lightning_losses.losses.preference import *  # noqa: F403
 from lightning_losses.losses.ranking import *  # noqa: F403
 from lightning_losses.losses.robust import *  # noqa: F403
 from lightning_losses.losses.utils import ClassBalancedWeights, class_balanced_weights
@@ -23,4 +35,7 @@ __all__ = (
     + calibration.__all__
     + ranking.__all__
     + language.__all__
+    + contrastive.__all__
+    + metric.__all__
+    + preference.__all__
 )

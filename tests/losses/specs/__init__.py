@@ -49,12 +49,18 @@ class LossSpec:
 
 
 def all_specs() -> dict[str, LossSpec]:
-    """Every family's specs by name (a duplicate name is an error)."""
-    from tests.losses.specs import calibration, classification, language, ranking, robust
+    """Every family's specs by name (a duplicate name is an error).
+
+    Every module of this package that defines `SPECS` is a family's spec module, so a new
+    family only adds its file here.
+    """
+    import importlib
+    import pkgutil
 
     out: dict[str, LossSpec] = {}
-    for module in (classification, robust, calibration, ranking, language):
-        for spec in module.SPECS:
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for spec in getattr(module, "SPECS", ()):
             if spec.name in out:
                 raise ValueError(f"duplicate loss spec {spec.name!r}")
             out[spec.name] = spec
