@@ -13,6 +13,12 @@ Memory (CPU): bytes of the tensors autograd saves for backward, recorded with
 a loss's memory that scales with the batch and stays alive until ``backward``. On CUDA also
 ``torch.cuda.max_memory_allocated`` over forward + backward, minus the inputs.
 
+Embedding rows (contrastive / metric families) run at ``B=1024, D=128`` (``--emb-batch``,
+``--emb-dim``) against pytorch-metric-learning: NT-Xent on two views ``[B, D]`` (PML on their
+concatenation with labels ``arange(B)`` twice), SupCon on ``[B, 2, D]`` + labels from 100
+classes (PML on the concatenated views, ``base_temperature = temperature``), and the metric
+losses on ``[B, D]`` + labels.
+
 The table grows with every family: append ``Case(...)`` rows. A case whose functional is not
 available (a family mid-port) is skipped and listed as such. Run
 ``python benchmarks/losses_speed.py`` (≈ 2-3 min); writes
@@ -48,9 +54,12 @@ class Case:
     peer: Callable[[Tensor, Tensor], Tensor]
     peer_name: str
     # "index" [B] | "index_ignored" [B] with 10 % ignore_index | "soft" [B, C] | "binary" [B, C]
-    # | "ranking": inputs (pos_score [B], neg_score [B, K]) and no target.
+    # | "ranking": inputs (pos_score [B], neg_score [B, K]) and no target
+    # | "views": inputs (z1 [B, D], z2 [B, D]), no target | "views_labels": features [B, 2, D] +
+    # labels [B] | "emb_labels": embeddings [B, D] + labels [B] (embedding rows: --emb-batch/-dim).
     target: str = "index"
     negatives: int = 0  # K of a "ranking" case; 0 means 1-D neg_score [B] (RecBole's BPR call)
+    batch: int = 0  # this row's B when it cannot run at the common one (0: the common B)
 
 
 def registered(name: str) -> Callable[..., Tensor]:
@@ -167,6 +176,82 @@ def ce_over_concatenated(pos: Tensor, neg: Tensor, temperature: float = 1.0) -> 
 
 def _priors(c: int) -> Tensor:
     return torch.linspace(1.0, 100.0, c) / torch.linspace(1.0, 100.0, c).sum()
+
+
+EMBEDDING_KINDS = ("views", "views_labels", "emb_labels")
+EMB_CLASSES = 100  # label range of the embedding rows with labels
+
+
+def pml_cases() -> list[Case]:
+    """Embedding rows against pytorch-metric-learning (skipped when it is not installed)."""
+    try:
+        from pytorch_metric_learning import losses as pml
+    except ImportError:
+        return []
+    ntxent, supcon = pml.NTXentLoss(temperature=0.1), pml.SupConLoss(temperature=0.1)
+
+    def pml_views(z1: Tensor, z2: Tensor) -> Tensor:
+        labels = torch.arange(z1.shape[0], device=z1.device).repeat(2)
+        return ntxent(torch.cat([z1, z2]), labels)
+
+    def simclr_ce(z1: Tensor, z2: Tensor, tau: float = 0.1) -> Tensor:
+        # The SimCLR / lightly NTXentLoss formulation: cross-entropy over the masked similarity.
+        z = F.normalize(torch.cat([z1, z2]), dim=1)
+        n = z1.shape[0]
+        sim = (z @ z.T / tau).fill_diagonal_(float("-inf"))
+        target = torch.arange(2 * n, device=z.device).roll(n)
+        return F.cross_entropy(sim, target)
+
+    def pml_supcon(f: Tensor, y: Tensor) -> Tensor:
+        return supcon(torch.cat(torch.unbind(f, dim=1)), y.repeat(f.shape[1]))
+
+    cases = [
+        Case(
+            "nt_xent (τ=0.1)",
+            lambda z1, z2: LF.nt_xent_loss(z1, z2, temperature=0.1),
+            simclr_ce,
+            "SimCLR/lightly-style CE on masked sim",
+            target="views",
+        ),
+        # PML's NT-Xent builds a [positive pairs, negative pairs] matrix: 34 GB at B=1024, and
+        # 30 s per call at B=256; B=128 is what it can run in this benchmark.
+        Case(
+            "nt_xent (τ=0.1) vs PML, B=128",
+            lambda z1, z2: LF.nt_xent_loss(z1, z2, temperature=0.1),
+            pml_views,
+            "PML NTXentLoss(0.1)",
+            target="views",
+            batch=128,
+        ),
+        Case(
+            "supcon (τ=τ_base=0.1)",
+            lambda f, y: LF.supcon_loss(f, y, temperature=0.1, base_temperature=0.1),
+            pml_supcon,
+            "PML SupConLoss(0.1)",
+            target="views_labels",
+        ),
+    ]
+    # The metric family's losses that PML also has, with PML's defaults on both sides.
+    metric = [
+        ("circle (m=0.4, γ=80)", "circle", {"margin": 0.4, "gamma": 80.0},
+         lambda: pml.CircleLoss(m=0.4, gamma=80), "PML CircleLoss(0.4, 80)"),
+        ("multi_similarity (2, 50, 0.5)", "multi_similarity", {"alpha": 2.0, "beta": 50.0, "base": 0.5},
+         lambda: pml.MultiSimilarityLoss(alpha=2, beta=50, base=0.5), "PML MultiSimilarityLoss"),
+        ("contrastive (0, 1)", "contrastive", {"pos_margin": 0.0, "neg_margin": 1.0},
+         lambda: pml.ContrastiveLoss(pos_margin=0, neg_margin=1), "PML ContrastiveLoss"),
+    ]  # fmt: skip
+    for title, name, kwargs, make_peer, peer_name in metric:
+        peer = make_peer()
+        cases.append(
+            Case(
+                title,
+                lambda e, y, name=name, kwargs=kwargs: registered(name)(e, y, **kwargs),
+                lambda e, y, peer=peer: peer(e, y),
+                peer_name,
+                target="emb_labels",
+            )
+        )
+    return cases
 
 
 def build_cases() -> list[Case]:
@@ -356,6 +441,7 @@ def build_cases() -> list[Case]:
             target="ranking",
             negatives=1000,
         ),
+        *pml_cases(),
     ]
 
 
@@ -368,6 +454,15 @@ def make_inputs(
     """The differentiable inputs of a case and its target (``None`` for ranking cases)."""
     g = torch.Generator().manual_seed(seed)
     kind = case.target
+    if kind in EMBEDDING_KINDS:  # b = batch, c = embedding size
+        y = torch.randint(0, EMB_CLASSES, (b,), generator=g).to(device)
+        if kind == "views":
+            z1 = torch.randn(b, c, generator=g)
+            z2 = z1 + 0.5 * torch.randn(b, c, generator=g)
+            return (z1.to(device), z2.to(device)), None
+        if kind == "views_labels":
+            return (torch.randn(b, 2, c, generator=g).to(device),), y
+        return (torch.randn(b, c, generator=g).to(device),), y
     if kind == "ranking":
         pos = torch.randn(b, generator=g) * 2
         shape = (b, case.negatives) if case.negatives else (b,)
@@ -453,7 +548,7 @@ def measure(
 ) -> tuple[list[dict], list[str]]:
     rows, skipped = [], []
     for case in cases:
-        xs, t = make_inputs(case, b, c, device)
+        xs, t = make_inputs(case, case.batch or b, c, device)
         try:
             ours_v = _call(case.ours, xs, t)
         except (AttributeError, KeyError) as err:  # a family mid-port: say so, measure the rest
@@ -515,6 +610,14 @@ Notes
   `[B, K + 1]` log-softmax that `F.cross_entropy` saves (hence ×1.00 memory).
 - Both fused losses keep a twice-differentiable path: under `create_graph=True` the backward
   differentiates the reference expression instead (autograd's cost, only then).
+- Embedding rows (B=1024, D=128, vs pytorch-metric-learning): NT-Xent and SupCon build one
+  `[2B, 2B]` similarity (the anchors scaled by 1/τ before the matmul, the self-similarity set to
+  −∞ in place) and save only it, plus a 1-byte positive mask for SupCon; the positive term is
+  read from the same matrix. PML's NT-Xent forms a `[positive pairs, negative pairs]` matrix
+  (34 GB at B=1024), so it is compared at B=128 only; at B=1024 the NT-Xent peer is the
+  SimCLR/lightly formulation (cross-entropy over the masked similarity), which is a tie by
+  construction (same single matrix). The metric rows (circle, multi-similarity, contrastive pair
+  loss) are the metric family's losses with PML's defaults on both sides.
 """
 
 
@@ -523,7 +626,9 @@ def markdown(rows: list[dict], meta: dict, skipped: list[str] = ()) -> str:
         "# Loss speed and memory vs peers",
         "",
         f"Forward + backward at B={meta['batch']}, C={meta['classes']} (ranking rows: "
-        "`neg_score` of the shape given), float32, median of "
+        "`neg_score` of the shape given; embedding rows: "
+        f"B={meta.get('emb_batch', 1024)}, D={meta.get('emb_dim', 128)}, the shape given is the "
+        "first input's), float32, median of "
         f"{meta['repeats']} repeats, ours and peer alternating call by call; {meta['machine']}. "
         "Ratios are ours / peer (< 1 = ours faster / smaller); *time ×* is the median of the "
         "ratios of adjacent (ours, peer) calls, robust to the machine changing speed during the "
@@ -562,6 +667,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--classes", type=int, default=1000)
+    parser.add_argument("--emb-batch", type=int, default=1024, help="embedding rows: B")
+    parser.add_argument("--emb-dim", type=int, default=128, help="embedding rows: D")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--only", nargs="*", default=None, help="substring filter on case names")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -572,12 +679,21 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cases = [c for c in build_cases() if not args.only or any(s in c.name for s in args.only)]
-    rows, skipped = measure(cases, args.batch, args.classes, args.repeats, torch.device("cpu"))
-    if torch.cuda.is_available():
-        rows += measure(cases, args.batch, args.classes, args.repeats, torch.device("cuda"))[0]
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    rows, skipped = [], []
+    for device in devices:
+        for group, (b, c) in (
+            ([k for k in cases if k.target not in EMBEDDING_KINDS], (args.batch, args.classes)),
+            ([k for k in cases if k.target in EMBEDDING_KINDS], (args.emb_batch, args.emb_dim)),
+        ):
+            got, miss = measure(group, b, c, args.repeats, device)
+            rows += got
+            skipped += miss if device.type == "cpu" else []
     meta = {
         "batch": args.batch,
         "classes": args.classes,
+        "emb_batch": args.emb_batch,
+        "emb_dim": args.emb_dim,
         "repeats": args.repeats,
         "machine": f"{platform.machine()} CPU ({torch.get_num_threads()} threads)"
         + (f" + {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")

@@ -12,6 +12,8 @@ Everything degrades to the identity when `torch.distributed` is not initialised.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -89,8 +91,8 @@ def _gather_padded(tensor: Tensor, sizes: list[int], group) -> Tensor:
 
 class _AllGatherWithGrad(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, tensor: Tensor, group) -> Tensor:
-        sizes = _gather_sizes(tensor, group)
+    def forward(ctx, tensor: Tensor, group, sizes: list[int] | None) -> Tensor:
+        sizes = _gather_sizes(tensor, group) if sizes is None else sizes
         rank = get_rank(group)
         ctx.group = group
         ctx.offset = sum(sizes[:rank])
@@ -101,10 +103,12 @@ class _AllGatherWithGrad(torch.autograd.Function):
     def backward(ctx, grad_output: Tensor):
         grad = grad_output.contiguous().clone()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM, group=ctx.group)
-        return grad[ctx.offset : ctx.offset + ctx.size], None
+        return grad[ctx.offset : ctx.offset + ctx.size], None, None
 
 
-def all_gather_with_grad(tensor: Tensor, group: ProcessGroup | None = None) -> Tensor:
+def all_gather_with_grad(
+    tensor: Tensor, group: ProcessGroup | None = None, *, sizes: Sequence[int] | None = None
+) -> Tensor:
     """Concatenate `tensor` from every rank along dim 0, with gradients flowing back.
 
     Shards may have different first dimensions. The result is ordered by rank. Identity when
@@ -114,6 +118,8 @@ def all_gather_with_grad(tensor: Tensor, group: ProcessGroup | None = None) -> T
     Args:
         tensor: the local shard `[n_local, *]`.
         group: process group (default: the world).
+        sizes: every rank's first dimension, when the caller already knows them (skips the size
+            exchange and its host sync); `None` exchanges them.
 
     Returns:
         `[n_total, *]`, the concatenation over ranks, rank 0's shard first.
@@ -126,16 +132,19 @@ def all_gather_with_grad(tensor: Tensor, group: ProcessGroup | None = None) -> T
     """
     if not is_distributed() and group is None:
         return tensor
-    return _AllGatherWithGrad.apply(tensor, group)
+    return _AllGatherWithGrad.apply(tensor, group, None if sizes is None else list(sizes))
 
 
 @torch.no_grad()
-def all_gather_no_grad(tensor: Tensor, group: ProcessGroup | None = None) -> Tensor:
+def all_gather_no_grad(
+    tensor: Tensor, group: ProcessGroup | None = None, *, sizes: Sequence[int] | None = None
+) -> Tensor:
     """Detached concatenation of `tensor` over ranks (dim 0, uneven sizes allowed).
 
     Args:
         tensor: the local shard `[n_local, *]`.
         group: process group (default: the world).
+        sizes: every rank's first dimension when known (skips the size exchange).
 
     Returns:
         `[n_total, *]`, detached, ordered by rank (the detached input when not distributed).
@@ -148,7 +157,8 @@ def all_gather_no_grad(tensor: Tensor, group: ProcessGroup | None = None) -> Ten
     """
     if not is_distributed() and group is None:
         return tensor.detach()
-    return _gather_padded(tensor.detach(), _gather_sizes(tensor, group), group)
+    sizes = _gather_sizes(tensor, group) if sizes is None else list(sizes)
+    return _gather_padded(tensor.detach(), sizes, group)
 
 
 def all_reduce_sum(tensor: Tensor, group: ProcessGroup | None = None) -> Tensor:

@@ -1,22 +1,37 @@
 """Callbacks for dynamic training behaviours, all built on `lightning_losses.callbacks.base`."""
 
+from lightning_losses.callbacks.balancing import (
+    LossFreeBalancing,
+    balance_bias_update,
+    max_violation,
+)
 from lightning_losses.callbacks.base import (
     BehaviourCallback,
     GradientHandler,
     Role,
     SampleWeighter,
 )
+from lightning_losses.callbacks.bloop import Bloop, EMAGradientProjection, bloop_direction
+from lightning_losses.callbacks.hpm import HardPatchMining, hard_patch_mask
 from lightning_losses.callbacks.pld import PLDResampling, PLDScorer, pld_select
 from lightning_losses.callbacks.reweighting import LossReweighting, loss_weights
 
 __all__ = [
     "BehaviourCallback",
+    "Bloop",
+    "EMAGradientProjection",
     "GradientHandler",
+    "HardPatchMining",
+    "LossFreeBalancing",
     "LossReweighting",
     "PLDResampling",
     "PLDScorer",
     "Role",
     "SampleWeighter",
+    "balance_bias_update",
+    "bloop_direction",
+    "hard_patch_mask",
     "loss_weights",
+    "max_violation",
     "pld_select",
 ]

@@ -16,6 +16,7 @@ from lightning_losses.losses import (
     ranking,
     robust,
 )
+from lightning_losses.losses._embedding import DistributedSemantics, EmbeddingLoss, gather_batch
 from lightning_losses.losses.base import InputKind, Loss
 from lightning_losses.losses.calibration import *  # noqa: F403
 from lightning_losses.losses.classification import *  # noqa: F403
@@ -29,7 +30,15 @@ from lightning_losses.losses.utils import ClassBalancedWeights, class_balanced_w
 
 # Concatenation, not unpacking: the form griffe (mkdocstrings) reads statically for the API docs.
 __all__ = (
-    ["ClassBalancedWeights", "InputKind", "Loss", "class_balanced_weights"]  # noqa: RUF005
+    [  # noqa: RUF005
+        "ClassBalancedWeights",
+        "DistributedSemantics",
+        "EmbeddingLoss",
+        "InputKind",
+        "Loss",
+        "class_balanced_weights",
+        "gather_batch",
+    ]
     + classification.__all__
     + robust.__all__
     + calibration.__all__

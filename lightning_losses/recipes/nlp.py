@@ -15,7 +15,18 @@ lightning-losses fit --config recipes/nlp/grammar_llama.yaml \
     --config recipes/nlp/grammar_llama_reweighting.yaml     # overlay: + LossReweighting
 lightning-losses fit --config recipes/nlp/grammar_llama.yaml \
     --trainer.devices 2 --trainer.strategy ddp
+lightning-losses fit --config recipes/nlp/grammar_moe.yaml \
+    --config recipes/nlp/grammar_moe_lossfree.yaml          # MoE + LossFreeBalancing
 ```
+
+MoE: `model_type="llama_moe"` replaces every Llama MLP with a routed
+[MoEFeedForward][lightning_losses.nn.MoEFeedForward] (settings in `model_config`:
+`num_experts`, `num_experts_per_tok`, `moe_intermediate_size`, `gating`);
+`balance_loss_coeff > 0` adds the Switch/Mixtral balance loss as the aux objective
+`balance_loss`. A `transformers` DeepSeek-V3 (`model_type="deepseek_v3"`) is adapted with
+[track_expert_load][lightning_losses.nn.track_expert_load]. Either works with
+[LossFreeBalancing][lightning_losses.callbacks.LossFreeBalancing]; routers count only the
+tokens of a batch's `attention_mask` (all tokens when the batch has none).
 
 FSDP2: with `--trainer.strategy lightning.pytorch.strategies.ModelParallelStrategy`,
 `CausalLM.configure_model` applies `fully_shard` to every decoder layer, then the root.
@@ -36,9 +47,16 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
-from lightning_losses.functional import z_loss
-from lightning_losses.losses import InputKind
+from lightning_losses.functional import chunked_linear_cross_entropy, z_loss
+from lightning_losses.losses import ChunkedLinearCrossEntropyLoss, InputKind
 from lightning_losses.mixins import LossMixin
+from lightning_losses.nn.moe import (
+    TopKRouter,
+    build_moe_llama,
+    collect_balance_loss,
+    moe_token_mask,
+    track_expert_load,
+)
 
 __all__ = ["CausalLM", "build_causal_lm"]
 
@@ -61,7 +79,8 @@ def build_causal_lm(
     """A randomly initialised `AutoModelForCausalLM` from `AutoConfig.for_model(model_type)`.
 
     Args:
-        model_type: a `transformers` model type (`"llama"`, `"mixtral"`, `"qwen2"`, ...).
+        model_type: a `transformers` model type (`"llama"`, `"mixtral"`, `"qwen2"`, ...), or
+            `"llama_moe"` (Llama with our `MoEFeedForward` blocks, see `build_moe_llama`).
         vocab_size: embedding size.
         hidden_size: model width.
         num_layers: decoder layers.
@@ -69,11 +88,21 @@ def build_causal_lm(
         intermediate_size: MLP width (default `4 * hidden_size`).
         max_position_embeddings: longest sequence.
         config_overrides: passed to the config unchanged (e.g. `num_local_experts` for
-            Mixtral).
+            Mixtral; `num_experts`, `num_experts_per_tok`, `gating`, ... for `"llama_moe"`).
 
     Returns:
         The model (`transformers` `PreTrainedModel`).
     """
+    if model_type == "llama_moe":
+        return build_moe_llama(
+            vocab_size=vocab_size,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            intermediate_size=intermediate_size,
+            max_position_embeddings=max_position_embeddings,
+            **config_overrides,
+        )
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.for_model(
@@ -96,7 +125,10 @@ class CausalLM(LossMixin, LightningModule):
     Args:
         criterion: token-level criterion (registry name, dict, `class_path` dict or, in Python,
             a module) taking `[B, V, T]` logits and `[B, T]` labels; default cross-entropy.
-        model_type: a `transformers` model type (`"llama"`, `"mixtral"`, `"qwen2"`, ...).
+            `"chunked_linear_cross_entropy"` (memory-lean: hidden states + LM-head weight, in
+            token chunks, with its own `z_loss_coeff`) never materialises the logits.
+        model_type: a `transformers` model type (`"llama"`, `"mixtral"`, `"qwen2"`,
+            `"deepseek_v3"`, ...) or `"llama_moe"` (our MoE blocks in a Llama).
         vocab_size: embedding size (at least the tokenizer's vocabulary).
         hidden_size: model width.
         num_layers: decoder layers.
@@ -105,6 +137,8 @@ class CausalLM(LossMixin, LightningModule):
         max_position_embeddings: longest sequence (at least the data's `block_size`).
         model_config: extra config keyword arguments (e.g. MoE settings).
         z_loss_coeff: coefficient of the z-loss auxiliary term (0 disables it).
+        balance_loss_coeff: coefficient of the Switch/Mixtral load-balancing aux loss
+            (`balance_loss`, mean over MoE layers; needs `model_type="llama_moe"`; 0 disables it).
         lr: peak AdamW learning rate.
         weight_decay: AdamW weight decay.
         betas: AdamW betas.
@@ -112,7 +146,8 @@ class CausalLM(LossMixin, LightningModule):
         min_lr_ratio: final LR of the cosine decay, as a fraction of `lr`.
 
     Raises:
-        ValueError: a negative `z_loss_coeff`; at setup, a tokenizer larger than `vocab_size`
+        ValueError: a negative `z_loss_coeff` or `balance_loss_coeff`, or a balance loss on a
+            model without `TopKRouter`s; at setup, a tokenizer larger than `vocab_size`
             or a `block_size` above `max_position_embeddings` (naming both flags).
 
     Example:
@@ -139,6 +174,7 @@ class CausalLM(LossMixin, LightningModule):
         max_position_embeddings: int = 512,
         model_config: dict[str, Any] | None = None,
         z_loss_coeff: float = 0.0,
+        balance_loss_coeff: float = 0.0,
         lr: float = 3e-3,
         weight_decay: float = 0.1,
         betas: tuple[float, float] = (0.9, 0.95),
@@ -148,6 +184,11 @@ class CausalLM(LossMixin, LightningModule):
         super().__init__()
         if z_loss_coeff < 0:
             raise ValueError(f"z_loss_coeff must be ≥ 0, got {z_loss_coeff}")
+        if balance_loss_coeff < 0:
+            raise ValueError(f"balance_loss_coeff must be ≥ 0, got {balance_loss_coeff}")
+        extra = dict(model_config or {})
+        if model_type == "llama_moe":
+            extra.setdefault("compute_balance_loss", balance_loss_coeff > 0)
         self.save_hyperparameters(
             ignore=["criterion"] if isinstance(criterion, nn.Module) else None
         )
@@ -159,31 +200,113 @@ class CausalLM(LossMixin, LightningModule):
             num_heads=num_heads,
             intermediate_size=intermediate_size,
             max_position_embeddings=max_position_embeddings,
-            **dict(model_config or {}),
+            **extra,
         )
+        track_expert_load(self.model)  # DeepSeek-V3 routers: count tokens for balancing
+        if balance_loss_coeff > 0 and not any(
+            isinstance(m, TopKRouter) for m in self.model.modules()
+        ):
+            raise ValueError(
+                f"balance_loss_coeff={balance_loss_coeff} needs MoE routers that compute the "
+                f"balance loss: use model_type='llama_moe' (got {model_type!r})"
+            )
         self.configure_criterion(criterion)
         from torchmetrics.text import Perplexity
 
         self.val_ppl = Perplexity(ignore_index=-100)
+        if self.uses_hidden_states:
+            if z_loss_coeff > 0:
+                raise ValueError(
+                    "z_loss_coeff > 0 needs logits; with the chunked linear cross-entropy "
+                    "criterion set the criterion's own z_loss_coeff instead (one log-sum-exp)"
+                )
+            from torchmetrics.aggregation import MeanMetric
+
+            self.val_nll = MeanMetric()
 
     # -- model ---------------------------------------------------------------------------------
-    def forward(self, input_ids: Tensor) -> Tensor:
-        """`[B, T]` token ids -> `[B, T, V]` logits."""
-        return self.model(input_ids=input_ids, use_cache=False).logits
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """`[B, T]` token ids (and optional `[B, T]` attention mask) -> `[B, T, V]` logits."""
+        kwargs = {} if attention_mask is None else {"attention_mask": attention_mask}
+        return self.model(input_ids=input_ids, use_cache=False, **kwargs).logits
 
     def criterion_elements(self, logits: Tensor, labels: Tensor) -> tuple[Tensor, ...]:
         """The criterion's inputs: `([B, V, T] logits, [B, T] labels)` (a transposed view).
 
-        Extension point: a memory-lean chunked cross-entropy takes the final hidden states and
-        the LM-head weight instead of materialised logits; override this method and
-        `lm_loss` to feed it.
+        Not used with a [ChunkedLinearCrossEntropyLoss][lightning_losses.losses.ChunkedLinearCrossEntropyLoss]
+        criterion, which takes the final hidden states and the LM-head weight instead (see
+        `final_hidden_states`): the `[B, T, V]` logits are then never materialised.
         """
         return logits.transpose(1, 2), labels
 
-    def lm_loss(self, input_ids: Tensor, labels: Tensor, stage: str = "train"):
-        """Logits, per-token criterion, per-sequence mean over `labels != -100`, z-loss aux."""
-        logits = self(input_ids)
-        aux = {}
+    @property
+    def uses_hidden_states(self) -> bool:
+        """The criterion takes the final hidden states and the LM-head weight (not logits)."""
+        return isinstance(self.criterion, ChunkedLinearCrossEntropyLoss)
+
+    def final_hidden_states(
+        self, input_ids: Tensor, attention_mask: Tensor | None = None
+    ) -> Tensor:
+        """`[B, T, H]` hidden states after the final norm, i.e. the LM head's input.
+
+        Runs the whole model (its root forward, so FSDP2 unshards the LM head and keeps it
+        unsharded for the loss) with `logits_to_keep=1`: only the last position's logits are
+        computed. The hidden states are read from the decoder's output by a forward hook
+        (`hidden_states[-1]` of `transformers` is recorded before the final norm).
+        """
+        captured: dict[str, Tensor] = {}
+
+        def keep(module: nn.Module, args: Any, output: Any) -> None:
+            captured["hidden"] = output.last_hidden_state
+
+        handle = self.model.get_decoder().register_forward_hook(keep)
+        try:
+            kwargs = {} if attention_mask is None else {"attention_mask": attention_mask}
+            self.model(input_ids=input_ids, use_cache=False, logits_to_keep=1, **kwargs)
+        finally:
+            handle.remove()
+        return captured["hidden"]
+
+    def _moe_aux(self) -> dict[str, Tensor]:
+        balance = collect_balance_loss(self.model)
+        if balance is not None and self.hparams.balance_loss_coeff > 0:
+            return {"balance_loss": self.hparams.balance_loss_coeff * balance}
+        return {}
+
+    def lm_loss(
+        self,
+        input_ids: Tensor,
+        labels: Tensor,
+        stage: str = "train",
+        attention_mask: Tensor | None = None,
+    ):
+        """Logits, per-token criterion, per-sequence mean over `labels != -100`, aux terms.
+
+        The aux terms are the z-loss and, for MoE models, the balance loss. MoE routers count
+        only the tokens with `attention_mask == 1` (pad tokens excluded; all without a mask).
+        """
+        with moe_token_mask(self.model, None if attention_mask is None else attention_mask > 0):
+            if self.uses_hidden_states:
+                hidden = self.final_hidden_states(input_ids, attention_mask)
+            else:
+                logits = self(input_ids, attention_mask)
+        if self.uses_hidden_states:
+            head = self.model.get_output_embeddings()
+            out = self.compute_loss(
+                hidden,
+                head.weight,
+                labels,
+                *(() if head.bias is None else (head.bias,)),
+                aux=self._moe_aux(),
+                element_mask=labels != -100,
+                extras={"hidden_states": hidden},
+                stage=stage,
+            )
+            z = getattr(self.criterion, "last_z_loss", None)
+            if z is not None and self._trainer is not None:  # a diagnostic: z is inside `main`
+                self.log(f"{stage}/z_loss", z, on_step=stage == "train", on_epoch=True)
+            return out
+        aux = self._moe_aux()
         if self.hparams.z_loss_coeff > 0:  # vocabulary at dimension 1, as for every loss
             aux["z_loss"] = z_loss(logits.transpose(1, 2), labels, coeff=self.hparams.z_loss_coeff)
         out = self.compute_loss(
@@ -214,13 +337,42 @@ class CausalLM(LossMixin, LightningModule):
             )
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int):
-        out = self.lm_loss(batch["input_ids"], batch["labels"])
+        out = self.lm_loss(
+            batch["input_ids"], batch["labels"], attention_mask=batch.get("attention_mask")
+        )
         return out.to_dict()
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        out = self.lm_loss(batch["input_ids"], batch["labels"], stage="val")
-        self.val_ppl.update(out.extras["logits"].float(), batch["labels"])
-        self.log("val/ppl", self.val_ppl, on_epoch=True, prog_bar=True)
+        out = self.lm_loss(
+            batch["input_ids"],
+            batch["labels"],
+            stage="val",
+            attention_mask=batch.get("attention_mask"),
+        )
+        if not self.uses_hidden_states:
+            self.val_ppl.update(out.extras["logits"].float(), batch["labels"])
+            self.log("val/ppl", self.val_ppl, on_epoch=True, prog_bar=True)
+            return
+        # No logits on the chunked path: perplexity = exp(token-mean CE), the CE recomputed in
+        # chunks without z-loss or label smoothing (what torchmetrics' Perplexity measures).
+        labels = batch["labels"]
+        head = self.model.get_output_embeddings()
+        nll = chunked_linear_cross_entropy(
+            out.extras["hidden_states"],
+            head.weight,
+            labels,
+            head.bias,
+            ignore_index=-100,
+            chunk_size=self.criterion.hparams["chunk_size"],
+            reduction="sum",
+        )
+        tokens = (labels != -100).sum()
+        self.val_nll.update(nll / tokens.clamp(min=1), weight=tokens)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.uses_hidden_states and self.val_nll.update_count > 0:
+            self.log("val/ppl", torch.exp(self.val_nll.compute()), prog_bar=True)
+            self.val_nll.reset()
 
     def configure_model(self) -> None:
         # FSDP2 under ModelParallelStrategy: shard each decoder layer, then the root module.

@@ -2,7 +2,9 @@
 
 Trains a tiny ``CausalLM`` for 2 steps with global LossReweighting and saves, per rank and step,
 the batch indices, per-sample losses and the local loss, so the test can recompute both steps in
-a single process. Usage: ``python this.py OUT_PREFIX TOKENIZER_DIR``.
+a single process. It runs once per criterion of ``CRITERIA``: the logits path (cross-entropy) and
+the chunked linear cross-entropy, which reads the LM head's weight after the root's forward.
+Usage: ``python this.py OUT_PREFIX TOKENIZER_DIR``; writes ``OUT_PREFIX.<tag>.rank<r>``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ MODEL = dict(
     min_lr_ratio=1.0,
 )
 DATA = dict(num_docs=200, block_size=16, vocab_size=300, batch_size=3)
+CRITERIA = {
+    "ce": "cross_entropy",
+    "chunked": {"name": "chunked_linear_cross_entropy", "chunk_size": 7},
+}
 
 
 class Recorder(Callback):
@@ -45,10 +51,9 @@ class Recorder(Callback):
         )
 
 
-def main(out: str, tokenizer_dir: str) -> None:
+def fit(criterion, dm) -> dict:
     torch.manual_seed(0)
-    model = CausalLM(**MODEL)
-    dm = TextDataModule(tokenizer_dir=tokenizer_dir, **DATA)
+    model = CausalLM(criterion, **MODEL)
     rec = Recorder()
     trainer = Trainer(
         accelerator="cpu",
@@ -67,7 +72,13 @@ def main(out: str, tokenizer_dir: str) -> None:
     from torch.distributed.fsdp import FSDPModule
 
     sharded = sum(isinstance(m, FSDPModule) for m in model.modules())
-    torch.save({"steps": rec.steps, "fsdp_modules": sharded}, f"{out}.rank{trainer.global_rank}")
+    return {"steps": rec.steps, "fsdp_modules": sharded, "rank": trainer.global_rank}
+
+
+def main(out: str, tokenizer_dir: str) -> None:
+    for tag, criterion in CRITERIA.items():
+        result = fit(criterion, TextDataModule(tokenizer_dir=tokenizer_dir, **DATA))
+        torch.save(result, f"{out}.{tag}.rank{result['rank']}")
 
 
 if __name__ == "__main__":

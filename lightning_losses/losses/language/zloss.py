@@ -25,6 +25,14 @@ from lightning_losses.registry import register_loss
 __all__ = ["ZLoss", "z_loss"]
 
 
+def z_loss_from_lse(lse: Tensor, coeff: float) -> Tensor:
+    r"""The z-loss of each row from its log-normaliser: $c \cdot (\log Z)^2$ (the formula, once).
+
+    Shared with the fused cross-entropy + z-loss, which reuses the log-sum-exp of its CE.
+    """
+    return coeff * lse.square()
+
+
 def _check_z_loss_args(*, coeff: Any, ignore_index: Any) -> dict[str, Any]:
     # The one validator of z_loss's hyperparameters: the functional and the class use it.
     return {
@@ -92,7 +100,7 @@ def z_loss(
         )
     if target is None:
         lse = upcast(input).logsumexp(1)
-        return reduce_loss(hp["coeff"] * lse.square(), reduction)
+        return reduce_loss(z_loss_from_lse(lse, hp["coeff"]), reduction)
     batch = prepare_classification(
         input,
         target,
@@ -100,7 +108,7 @@ def z_loss(
         allow_soft=False,
         validate_args=validate_args,
     )
-    rows = hp["coeff"] * batch.logits.logsumexp(-1).square()
+    rows = z_loss_from_lse(batch.logits.logsumexp(-1), hp["coeff"])
     return reduce_loss(rows, reduction, valid=batch.valid, out_shape=batch.out_shape)
 
 
