@@ -24,6 +24,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from pytorch_metric_learning import losses as pml_losses
 
 import lightning_losses.functional as LF
 from lightning_losses import get_loss
@@ -37,8 +38,6 @@ from lightning_losses.losses import (
     SupConLoss,
 )
 from lightning_losses.losses._embedding import DistributedSemantics
-
-pml_losses = pytest.importorskip("pytorch_metric_learning.losses")
 
 F64 = {"rtol": 1e-9, "atol": 1e-11}
 

@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from pytorch_metric_learning import losses as pml_losses
 
 import lightning_losses.functional as LF
 from lightning_losses.losses import ArcFaceLoss, CosFaceLoss, NormalizedSoftmaxLoss
 from lightning_losses.losses.metric.margin_softmax import arcface_target_logit
-
-pml_losses = pytest.importorskip("pytorch_metric_learning.losses")
 
 C, D = 7, 5
 

@@ -14,6 +14,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from pytorch_metric_learning import losses as pml_losses
+from pytorch_metric_learning import reducers as pml_reducers
 
 import lightning_losses.functional as LF
 from lightning_losses.losses import (
@@ -22,9 +24,6 @@ from lightning_losses.losses import (
     MultiSimilarityLoss,
     TripletMarginLoss,
 )
-
-pml_losses = pytest.importorskip("pytorch_metric_learning.losses")
-pml_reducers = pytest.importorskip("pytorch_metric_learning.reducers")
 
 LABELS = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 4, 5])  # 4 and 5: no positive
 
