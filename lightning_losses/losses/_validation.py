@@ -195,6 +195,56 @@ class ClassificationBatch:
         return log_p_y
 
 
+def check_class_indices(
+    target: Tensor,
+    num_classes: int,
+    *,
+    ignore_index: int | None,
+    name: str = "target",
+    what: str = "class index",
+    validate_args: bool = True,
+) -> tuple[Tensor, Tensor, bool]:
+    """Check class indices against `[0, num_classes)`, `ignore_index` entries excepted.
+
+    Args:
+        target: integer class indices of any shape (flattened here).
+        num_classes: the number of classes (vocabulary size, number of centres, ...).
+        ignore_index: the value of entries that do not count (`None`: every entry counts).
+        name: the argument name used in the error message.
+        what: what one entry is called in the error message (`"class index"`, `"token id"`).
+        validate_args: run the range check (one host sync); off, out-of-range entries are
+            neither reported nor counted as valid.
+
+    Returns:
+        `(safe, valid, any_ignored)`: flat `[M]` indices with every invalid entry replaced by 0
+        (safe to gather with), the flat `[M]` mask of counted entries, and whether any entry is
+        ignored (with `validate_args` off: whether `ignore_index` is set at all).
+
+    Raises:
+        ValueError: a counted entry outside `[0, num_classes)`, naming `name` and the value.
+    """
+    flat = target.reshape(-1).long()
+    valid = (
+        flat != ignore_index
+        if ignore_index is not None
+        else torch.ones_like(flat, dtype=torch.bool)
+    )
+    bad = valid & ((flat < 0) | (flat >= num_classes))
+    any_ignored = ignore_index is not None
+    if validate_args:
+        # One host sync per call for both facts: an out-of-range label, and whether any row is ignored.
+        any_bad, any_ignored = torch.stack([bad.any(), (~valid).any()]).tolist()
+    else:
+        any_bad = False
+    if any_bad:
+        value = int(flat[bad][0])
+        raise ValueError(
+            f"{name} contains {what} {value} outside [0, {num_classes})"
+            + (f" (ignore_index={ignore_index})" if ignore_index is not None else "")
+        )
+    return torch.where(valid & ~bad, flat, torch.zeros_like(flat)), valid, any_ignored
+
+
 def prepare_classification(
     input: Tensor,
     target: Tensor,
@@ -251,26 +301,13 @@ def prepare_classification(
             f"{target_name} must have shape [N, *] = {tuple(out_shape)} to match {input_name} "
             f"{tuple(input.shape)}, got {tuple(target.shape)}"
         )
-    flat = target.reshape(-1).long()
-    valid = (
-        flat != ignore_index
-        if ignore_index is not None
-        else torch.ones_like(flat, dtype=torch.bool)
+    safe, valid, any_ignored = check_class_indices(
+        target,
+        num_classes,
+        ignore_index=ignore_index,
+        name=target_name,
+        validate_args=validate_args,
     )
-    bad = valid & ((flat < 0) | (flat >= num_classes))
-    any_ignored = ignore_index is not None
-    if validate_args:
-        # One host sync per call for both facts: an out-of-range label, and whether any row is ignored.
-        any_bad, any_ignored = torch.stack([bad.any(), (~valid).any()]).tolist()
-    else:
-        any_bad = False
-    if any_bad:
-        value = int(flat[bad][0])
-        raise ValueError(
-            f"{target_name} contains class index {value} outside [0, {num_classes})"
-            + (f" (ignore_index={ignore_index})" if ignore_index is not None else "")
-        )
-    safe = torch.where(valid & ~bad, flat, torch.zeros_like(flat))
     if any_ignored and logits.requires_grad:
         logits = _ZeroGradRows.apply(logits, valid)
     return ClassificationBatch(logits, safe, valid, None, out_shape, num_classes)

@@ -20,7 +20,13 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from lightning_losses.losses._reduction import reduce_loss
-from lightning_losses.losses._validation import check_int, check_reduction, check_tensor, upcast
+from lightning_losses.losses._validation import (
+    check_class_indices,
+    check_int,
+    check_reduction,
+    check_tensor,
+    upcast,
+)
 from lightning_losses.losses.base import InputKind, Loss
 from lightning_losses.losses.language.fused_ce import (
     LMLossOutput,
@@ -312,19 +318,9 @@ def _prepare_linear(
             f"target must have shape {tuple(out_shape)} (input {tuple(input.shape)} without its "
             f"hidden dimension), got {tuple(target.shape)}"
         )
-    flat = target.reshape(-1).long()
-    valid = (
-        flat != ignore_index
-        if ignore_index is not None
-        else torch.ones_like(flat, dtype=torch.bool)
+    safe, valid, _ = check_class_indices(
+        target, vocab, ignore_index=ignore_index, validate_args=validate_args
     )
-    bad = valid & ((flat < 0) | (flat >= vocab))
-    if validate_args and flat.numel() and bool(bad.any()):
-        raise ValueError(
-            f"target contains class index {int(flat[bad][0])} outside [0, {vocab})"
-            + (f" (ignore_index={ignore_index})" if ignore_index is not None else "")
-        )
-    safe = torch.where(valid & ~bad, flat, torch.zeros_like(flat))
     return input.reshape(-1, input.shape[-1]), weight, bias, safe, valid, out_shape
 
 

@@ -18,6 +18,7 @@ from torch import Tensor
 from lightning_losses.losses._embedding import check_embeddings, check_labels
 from lightning_losses.losses._validation import (
     check_choice,
+    check_class_indices,
     check_int,
     check_number,
     check_reduction,
@@ -164,13 +165,7 @@ def partial_fc_loss(
     num_classes = w.shape[0]
     ign = hp["ignore_index"]
     if validate_args:
-        valid = labels != ign if ign is not None else torch.ones_like(labels, dtype=torch.bool)
-        bad = valid & ((labels < 0) | (labels >= num_classes))
-        if bool(bad.any()):
-            raise ValueError(
-                f"labels contains class index {int(labels[bad][0])} outside [0, {num_classes})"
-                + (f" (ignore_index={ign})" if ign is not None else "")
-            )
+        check_class_indices(labels, num_classes, ignore_index=ign, name="labels")
     index, remapped = sample_centres(
         labels, num_classes, hp["sample_rate"], ignore_index=ign, generator=generator
     )

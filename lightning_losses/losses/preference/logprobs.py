@@ -15,7 +15,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_losses.losses._validation import check_ignore_index, check_int, check_tensor
+from lightning_losses.losses._validation import (
+    check_class_indices,
+    check_ignore_index,
+    check_int,
+    check_tensor,
+)
 
 __all__ = ["sequence_log_probs"]
 
@@ -116,15 +121,15 @@ def sequence_log_probs(
             f"{tuple(logits.shape)}, got {tuple(labels.shape)}"
         )
     vocab = logits.shape[-1]
-    keep = labels != ignore_index
-    if validate_args and keep.any():
-        bad = keep & ((labels < 0) | (labels >= vocab))
-        if bool(bad.any()):
-            raise ValueError(
-                f"labels contains token id {int(labels[bad][0])} outside [0, {vocab}) "
-                f"(ignore_index={ignore_index})"
-            )
-    target = torch.where(keep, labels, 0).long()
+    target, keep, _ = check_class_indices(
+        labels,
+        vocab,
+        ignore_index=ignore_index,
+        name="labels",
+        what="token id",
+        validate_args=validate_args,
+    )
+    target, keep = target.view(labels.shape), keep.view(labels.shape)
     logp = _SequenceLogProbs.apply(logits, target, keep, chunk_size)
     return logp, keep.sum(1).to(logp.dtype)
 
