@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from lightning_losses import get_loss
 from lightning_losses.data.digits import load_digits_splits
+from lightning_losses.recipes.metric_learning import retrieval_metrics
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EMB_DIM = 32
@@ -88,21 +89,10 @@ def train(method: str, splits, *, seed: int, steps: int, batch: int) -> nn.Modul
 
 
 @torch.no_grad()
-def retrieval_metrics(net: nn.Module, splits) -> dict[str, float]:
-    from torchmetrics.retrieval import RetrievalHitRate, RetrievalMAP
-
+def test_to_train_retrieval(net: nn.Module, splits) -> dict[str, float]:
     q = F.normalize(net(splits.x_test), dim=1)
     db = F.normalize(net(splits.x_train), dim=1)
-    # Shifted to [1, 3]: torchmetrics counts an item scored <= 0 as not retrieved, which would
-    # drop relevant items with a negative cosine from the average precision.
-    sim = q @ db.T + 2.0  # [n_test, n_train]
-    target = splits.y_test[:, None] == splits.y_train[None, :]
-    indexes = torch.arange(sim.shape[0])[:, None].expand_as(sim)
-    args = (sim.reshape(-1), target.reshape(-1), indexes.reshape(-1))
-    return {
-        "recall@1": float(RetrievalHitRate(top_k=1)(*args)),
-        "map": float(RetrievalMAP()(*args)),
-    }
+    return retrieval_metrics(q @ db.T, splits.y_test[:, None] == splits.y_train[None, :])
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -170,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         start = time.perf_counter()
         for seed in args.seeds:
             net = train(method, splits, seed=seed, steps=args.steps, batch=args.batch)
-            for k, v in retrieval_metrics(net.eval(), splits).items():
+            for k, v in test_to_train_retrieval(net.eval(), splits).items():
                 scores[k].append(v)
         row: dict[str, float | str] = {"method": method}
         row["seconds"] = (time.perf_counter() - start) / len(args.seeds)

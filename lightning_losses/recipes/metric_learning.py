@@ -38,7 +38,7 @@ from lightning_losses.losses import InputKind
 from lightning_losses.mixins import LossMixin
 from lightning_losses.recipes.vision import build_backbone
 
-__all__ = ["MetricLearningModule", "leave_one_out_retrieval"]
+__all__ = ["MetricLearningModule", "leave_one_out_retrieval", "retrieval_metrics"]
 
 CriterionArg = str | dict[str, Any]
 
@@ -67,14 +67,48 @@ def _call_mode(criterion: nn.Module) -> str:
 
 
 @torch.no_grad()
-def leave_one_out_retrieval(embeddings: Tensor, labels: Tensor) -> dict[str, float]:
-    r"""Leave-one-out retrieval quality: every row queries all others by cosine similarity.
+def retrieval_metrics(
+    similarity: Tensor, relevant: Tensor, keep: Tensor | None = None
+) -> dict[str, float]:
+    r"""MAP and Recall@1 of query rows against gallery columns, by similarity.
 
-    Relevant = same label. Scored with torchmetrics' `RetrievalMAP` and
-    `RetrievalHitRate(top_k=1)` (Recall@1: the nearest other row has the query's label). The
-    similarities are shifted to be positive first: torchmetrics treats an item scored $\le 0$ as
-    not retrieved, which would drop relevant items with a negative cosine from the average
-    precision.
+    Scored with torchmetrics' `RetrievalMAP` and `RetrievalHitRate(top_k=1)` (Recall@1: the
+    most similar gallery item is relevant). Similarities are cosines in $[-1, 1]$ and are
+    shifted to $[1, 3]$ first: torchmetrics treats an item scored $\le 0$ as not retrieved,
+    which would drop relevant items with a negative cosine from the average precision.
+
+    Args:
+        similarity: `[Q, G]` cosine similarities of Q queries to G gallery items.
+        relevant: `[Q, G]` bool, the gallery items relevant to each query.
+        keep: optional `[Q, G]` bool, the pairs that count (e.g. no query retrieves itself).
+
+    Returns:
+        `{"map": ..., "recall@1": ...}`.
+
+    Example:
+        >>> import torch
+        >>> sim = torch.tensor([[0.9, -0.2], [-0.5, -0.1]])
+        >>> retrieval_metrics(sim, torch.tensor([[True, False], [True, False]]))
+        {'map': 0.75, 'recall@1': 0.5}
+    """
+    from torchmetrics.retrieval import RetrievalHitRate, RetrievalMAP
+
+    indexes = torch.arange(similarity.shape[0], device=similarity.device)[:, None]
+    indexes = indexes.expand_as(similarity)
+    keep = torch.ones_like(relevant, dtype=torch.bool) if keep is None else keep
+    args = ((similarity + 2.0)[keep], relevant[keep], indexes[keep])
+    return {
+        "map": float(RetrievalMAP()(*args)),
+        "recall@1": float(RetrievalHitRate(top_k=1)(*args)),
+    }
+
+
+@torch.no_grad()
+def leave_one_out_retrieval(embeddings: Tensor, labels: Tensor) -> dict[str, float]:
+    """Leave-one-out retrieval quality: every row queries all others by cosine similarity.
+
+    Relevant = same label; scored by
+    [retrieval_metrics][lightning_losses.recipes.metric_learning.retrieval_metrics].
 
     Args:
         embeddings: `[N, D]`, N ≥ 2.
@@ -92,27 +126,16 @@ def leave_one_out_retrieval(embeddings: Tensor, labels: Tensor) -> dict[str, flo
         >>> leave_one_out_retrieval(z, torch.tensor([0, 0, 1, 1]))
         {'map': 1.0, 'recall@1': 1.0}
     """
-    from torchmetrics.retrieval import RetrievalHitRate, RetrievalMAP
-
     n = embeddings.shape[0]
     if embeddings.ndim != 2 or n < 2:
         raise ValueError(f"embeddings must be [N, D] with N >= 2, got {tuple(embeddings.shape)}")
     if labels.shape != (n,):
         raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
     z = F.normalize(embeddings.float(), dim=1)
-    sim = z @ z.T
     off_diagonal = ~torch.eye(
         n, dtype=torch.bool, device=z.device
     )  # a query never retrieves itself
-    # torchmetrics counts an item scored <= 0 as not retrieved (its AP drops such relevant items),
-    # so cosine similarities are shifted to [1, 3]: same ranking, standard AP over all items.
-    preds = (sim + 2.0)[off_diagonal]
-    target = (labels[:, None] == labels[None, :])[off_diagonal]
-    indexes = torch.arange(n, device=z.device)[:, None].expand(n, n)[off_diagonal]
-    return {
-        "map": float(RetrievalMAP()(preds, target, indexes)),
-        "recall@1": float(RetrievalHitRate(top_k=1)(preds, target, indexes)),
-    }
+    return retrieval_metrics(z @ z.T, labels[:, None] == labels[None, :], off_diagonal)
 
 
 class MetricLearningModule(LossMixin, LightningModule):
