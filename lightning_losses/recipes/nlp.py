@@ -226,9 +226,15 @@ class CausalLM(LossMixin, LightningModule):
 
     # -- model ---------------------------------------------------------------------------------
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        """`[B, T]` token ids (and optional `[B, T]` attention mask) -> `[B, T, V]` logits."""
+        """`[B, T]` token ids (and optional `[B, T]` attention mask, whose pads MoE routers do not
+        count) -> `[B, T, V]` logits."""
         kwargs = {} if attention_mask is None else {"attention_mask": attention_mask}
-        return self.model(input_ids=input_ids, use_cache=False, **kwargs).logits
+        with self._count_tokens(attention_mask):
+            return self.model(input_ids=input_ids, use_cache=False, **kwargs).logits
+
+    def _count_tokens(self, attention_mask: Tensor | None):
+        """MoE routers count only the tokens with `attention_mask == 1` (all without a mask)."""
+        return moe_token_mask(self.model, None if attention_mask is None else attention_mask > 0)
 
     def criterion_elements(self, logits: Tensor, labels: Tensor) -> tuple[Tensor, ...]:
         """The criterion's inputs: `([B, V, T] logits, [B, T] labels)` (a transposed view).
@@ -262,7 +268,8 @@ class CausalLM(LossMixin, LightningModule):
         handle = self.model.get_decoder().register_forward_hook(keep)
         try:
             kwargs = {} if attention_mask is None else {"attention_mask": attention_mask}
-            self.model(input_ids=input_ids, use_cache=False, logits_to_keep=1, **kwargs)
+            with self._count_tokens(attention_mask):
+                self.model(input_ids=input_ids, use_cache=False, logits_to_keep=1, **kwargs)
         finally:
             handle.remove()
         return captured["hidden"]
@@ -285,12 +292,8 @@ class CausalLM(LossMixin, LightningModule):
         The aux terms are the z-loss and, for MoE models, the balance loss. MoE routers count
         only the tokens with `attention_mask == 1` (pad tokens excluded; all without a mask).
         """
-        with moe_token_mask(self.model, None if attention_mask is None else attention_mask > 0):
-            if self.uses_hidden_states:
-                hidden = self.final_hidden_states(input_ids, attention_mask)
-            else:
-                logits = self(input_ids, attention_mask)
         if self.uses_hidden_states:
+            hidden = self.final_hidden_states(input_ids, attention_mask)
             head = self.model.get_output_embeddings()
             out = self.compute_loss(
                 hidden,
@@ -306,6 +309,7 @@ class CausalLM(LossMixin, LightningModule):
             if z is not None and self._trainer is not None:  # a diagnostic: z is inside `main`
                 self.log(f"{stage}/z_loss", z, on_step=stage == "train", on_epoch=True)
             return out
+        logits = self(input_ids, attention_mask)
         aux = self._moe_aux()
         if self.hparams.z_loss_coeff > 0:  # vocabulary at dimension 1, as for every loss
             aux["z_loss"] = z_loss(logits.transpose(1, 2), labels, coeff=self.hparams.z_loss_coeff)
