@@ -37,9 +37,9 @@ from typing_extensions import override
 
 from lightning_losses.callbacks.base import BehaviourCallback
 from lightning_losses.distributed import all_gather_no_grad, all_reduce_sum, get_rank
-from lightning_losses.losses._validation import check_bool, check_number, check_tensor
 from lightning_losses.mixins.loss import Role
 from lightning_losses.nn.moe import BalanceState, moe_balance_state
+from lightning_losses.validation import check_bool, check_number, check_tensor
 
 __all__ = ["LossFreeBalancing", "balance_bias_update", "max_violation"]
 

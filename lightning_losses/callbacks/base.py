@@ -48,7 +48,6 @@ from torch import Tensor
 from typing_extensions import override
 
 from lightning_losses.distributed import all_gather_no_grad, get_rank
-from lightning_losses.losses._validation import check_int
 from lightning_losses.mixins.loss import (
     AUX_GRADIENT_HANDLER_ATTR,
     GRADIENT_HANDLER_ATTR,
@@ -58,6 +57,7 @@ from lightning_losses.mixins.loss import (
     Role,
     SampleWeighter,
 )
+from lightning_losses.validation import check_int
 
 __all__ = [
     "AUX_GRADIENT_HANDLER_ATTR",

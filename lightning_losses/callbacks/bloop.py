@@ -60,8 +60,8 @@ from typing_extensions import override
 
 from lightning_losses.callbacks.base import BehaviourCallback
 from lightning_losses.distributed import all_reduce_sum, get_world_size
-from lightning_losses.losses._validation import check_bool, check_choice, check_number
 from lightning_losses.mixins.loss import Role
+from lightning_losses.validation import check_bool, check_choice, check_number
 
 __all__ = [
     "EMA_STATE_KEY",

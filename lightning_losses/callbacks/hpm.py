@@ -48,15 +48,15 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from typing_extensions import override
 
 from lightning_losses.callbacks.base import BehaviourCallback
-from lightning_losses.losses._validation import (
+from lightning_losses.mixins.loss import Role
+from lightning_losses.nn.mae import num_masked
+from lightning_losses.validation import (
     check_choice,
     check_finite_tensor,
     check_int,
     check_number,
     check_tensor,
 )
-from lightning_losses.mixins.loss import Role
-from lightning_losses.nn.mae import num_masked
 
 __all__ = ["HardPatchMining", "ema_decay_at", "hard_fraction_at", "hard_patch_mask"]
 

@@ -66,8 +66,8 @@ from torch import Tensor
 from typing_extensions import override
 
 from lightning_losses.callbacks.base import BehaviourCallback
-from lightning_losses.losses._validation import check_int
 from lightning_losses.mixins.loss import Role
+from lightning_losses.validation import check_int
 
 __all__ = [
     "PLDResampling",

@@ -46,8 +46,8 @@ from typing_extensions import override
 
 from lightning_losses.callbacks.base import BehaviourCallback
 from lightning_losses.distributed import all_gather_no_grad, get_rank, get_world_size
-from lightning_losses.losses._validation import check_bool, check_int, check_number
 from lightning_losses.mixins.loss import Role
+from lightning_losses.validation import check_bool, check_int, check_number
 
 __all__ = ["STRATEGIES", "LossReweighting", "loss_weights", "normalize_losses", "weight_stats"]
 

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from lightning_losses.data.noise import inject_label_noise
 from lightning_losses.data.sampling import EpochShuffleSampler
-from lightning_losses.losses._validation import check_int
+from lightning_losses.validation import check_int
 
 __all__ = [
     "DigitsImageDataModule",

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from lightning_losses.data.digits import ImageDataModule, ImageSplits
-from lightning_losses.losses._validation import check_int, check_number
+from lightning_losses.validation import check_int, check_number
 
 __all__ = ["Strokes", "StrokesDataModule", "synthetic_strokes"]
 

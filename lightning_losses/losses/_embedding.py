@@ -27,8 +27,9 @@ from lightning_losses.distributed import (
     get_world_size,
     is_distributed,
 )
-from lightning_losses.losses._validation import check_bool, check_tensor, upcast
+from lightning_losses.losses._numerics import upcast
 from lightning_losses.losses.base import InputKind, Loss
+from lightning_losses.validation import check_bool, check_tensor
 
 __all__ = [
     "DistributedSemantics",

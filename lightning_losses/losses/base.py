@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from lightning_losses.losses._validation import check_bool, check_finite_tensor, check_reduction
+from lightning_losses.validation import check_bool, check_finite_tensor, check_reduction
 
 __all__ = ["InputKind", "Loss"]
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from lightning_losses.losses._validation import check_choice, check_number
+from lightning_losses.validation import check_choice, check_number
 
 __all__ = ["ClassBalancedWeights", "class_balanced_weights"]
 

@@ -28,14 +28,14 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from lightning_losses.losses._validation import (
+from lightning_losses.losses._numerics import upcast
+from lightning_losses.validation import (
     check_bool,
     check_choice,
     check_int,
     check_number,
     check_same_shape,
     check_tensor,
-    upcast,
 )
 
 __all__ = [

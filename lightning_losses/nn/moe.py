@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_losses.losses._validation import check_choice, check_int, check_number
+from lightning_losses.validation import check_choice, check_int, check_number
 
 __all__ = [
     "BalanceState",

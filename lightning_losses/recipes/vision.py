@@ -35,7 +35,6 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
 
 from lightning_losses.losses import InputKind
-from lightning_losses.losses._validation import check_number
 from lightning_losses.mixins import LossMixin, LossOutput
 from lightning_losses.nn.mae import (
     MaskedAutoencoder,
@@ -44,6 +43,7 @@ from lightning_losses.nn.mae import (
     pairwise_ranking_accuracy,
     random_patch_mask,
 )
+from lightning_losses.validation import check_number
 
 __all__ = [
     "CriterionArg",

@@ -23,7 +23,7 @@ from lightning_losses.losses import (
     NormalizedFocalLoss,
     SymmetricCrossEntropyLoss,
 )
-from lightning_losses.losses._validation import prepare_classification
+from lightning_losses.losses._classification import prepare_classification
 from tests.losses._helpers import DTYPES, assert_value_and_grad, randint, randn
 
 

@@ -13,16 +13,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lightning_losses.losses._classification import ClassificationBatch, prepare_classification
 from lightning_losses.losses._reduction import reduce_loss
-from lightning_losses.losses._validation import (
-    ClassificationBatch,
-    check_ignore_index,
-    check_number,
-    check_reduction,
-    prepare_classification,
-)
 from lightning_losses.losses.base import InputKind, Loss
 from lightning_losses.registry import register_loss
+from lightning_losses.validation import check_ignore_index, check_number, check_reduction
 
 __all__ = ["DualFocalLoss", "dual_focal_loss"]
 

@@ -12,18 +12,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lightning_losses.losses._classification import ClassificationBatch, prepare_classification
 from lightning_losses.losses._reduction import reduce_loss
-from lightning_losses.losses._validation import (
-    ClassificationBatch,
+from lightning_losses.losses.base import InputKind, Loss
+from lightning_losses.registry import register_loss
+from lightning_losses.validation import (
     check_class_weight,
     check_ignore_index,
     check_number,
     check_reduction,
     check_weight_arg,
-    prepare_classification,
 )
-from lightning_losses.losses.base import InputKind, Loss
-from lightning_losses.registry import register_loss
 
 __all__ = [
     "CrossEntropyLoss",

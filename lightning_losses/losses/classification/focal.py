@@ -15,8 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lightning_losses.losses._classification import prepare_classification
+from lightning_losses.losses._numerics import upcast
 from lightning_losses.losses._reduction import reduce_loss
-from lightning_losses.losses._validation import (
+from lightning_losses.losses.base import InputKind, Loss
+from lightning_losses.registry import register_loss
+from lightning_losses.validation import (
     check_class_weight,
     check_ignore_index,
     check_number,
@@ -25,11 +29,7 @@ from lightning_losses.losses._validation import (
     check_same_shape,
     check_tensor,
     check_weight_arg,
-    prepare_classification,
-    upcast,
 )
-from lightning_losses.losses.base import InputKind, Loss
-from lightning_losses.registry import register_loss
 
 __all__ = [
     "FocalLoss",

@@ -11,18 +11,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_losses.losses._validation import (
-    check_number,
-    check_reduction,
-    check_tensor,
-    upcast,
-)
+from lightning_losses.losses._numerics import upcast
 from lightning_losses.losses.base import InputKind, Loss
 from lightning_losses.losses.classification.ce import (
     _check_cross_entropy_args,
     cross_entropy,
 )
 from lightning_losses.registry import register_loss
+from lightning_losses.validation import check_number, check_reduction, check_tensor
 
 __all__ = ["LogitAdjustedLoss", "logit_adjusted_loss"]
 

@@ -11,14 +11,11 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor
 
+from lightning_losses.losses._classification import prepare_classification
 from lightning_losses.losses._reduction import reduce_loss
-from lightning_losses.losses._validation import (
-    check_ignore_index,
-    check_reduction,
-    prepare_classification,
-)
 from lightning_losses.losses.base import InputKind, Loss
 from lightning_losses.registry import register_loss
+from lightning_losses.validation import check_ignore_index, check_reduction
 
 __all__ = ["OneVsRestLoss", "one_vs_rest_loss"]
 

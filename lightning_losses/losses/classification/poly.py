@@ -13,13 +13,13 @@ import torch
 from torch import Tensor
 
 from lightning_losses.losses._reduction import reduce_loss
-from lightning_losses.losses._validation import check_number, check_reduction
 from lightning_losses.losses.base import InputKind, Loss
 from lightning_losses.losses.classification.ce import (
     _check_cross_entropy_args,
     cross_entropy_rows,
 )
 from lightning_losses.registry import register_loss
+from lightning_losses.validation import check_number, check_reduction
 
 __all__ = ["PolyLoss", "poly_loss"]
 

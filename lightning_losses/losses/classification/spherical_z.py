@@ -13,15 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lightning_losses.losses._classification import prepare_classification
 from lightning_losses.losses._reduction import reduce_loss
-from lightning_losses.losses._validation import (
-    check_ignore_index,
-    check_number,
-    check_reduction,
-    prepare_classification,
-)
 from lightning_losses.losses.base import InputKind, Loss
 from lightning_losses.registry import register_loss
+from lightning_losses.validation import check_ignore_index, check_number, check_reduction
 
 __all__ = ["SphericalZLoss", "spherical_z_loss"]
 

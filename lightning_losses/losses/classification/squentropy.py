@@ -9,15 +9,11 @@ from typing import Any
 
 from torch import Tensor
 
+from lightning_losses.losses._classification import ClassificationBatch, prepare_classification
 from lightning_losses.losses._reduction import reduce_loss
-from lightning_losses.losses._validation import (
-    ClassificationBatch,
-    check_ignore_index,
-    check_reduction,
-    prepare_classification,
-)
 from lightning_losses.losses.base import InputKind, Loss
 from lightning_losses.registry import register_loss
+from lightning_losses.validation import check_ignore_index, check_reduction
 
 __all__ = ["SquentropyLoss", "squentropy_loss"]
 

@@ -11,15 +11,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lightning_losses.losses._classification import prepare_classification
+from lightning_losses.losses._numerics import upcast
 from lightning_losses.losses._reduction import reduce_loss
-from lightning_losses.losses._validation import (
-    check_ignore_index,
-    check_reduction,
-    prepare_classification,
-    upcast,
-)
 from lightning_losses.losses.base import InputKind, Loss
 from lightning_losses.registry import register_loss
+from lightning_losses.validation import check_ignore_index, check_reduction
 
 __all__ = ["StableMaxCrossEntropyLoss", "log_stablemax", "stablemax_cross_entropy"]
 

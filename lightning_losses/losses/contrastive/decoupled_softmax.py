@@ -14,13 +14,8 @@ from torch import Tensor
 
 from lightning_losses.losses._embedding import EmbeddingLoss, check_embeddings
 from lightning_losses.losses._reduction import reduce_loss
-from lightning_losses.losses._validation import (
-    check_bool,
-    check_number,
-    check_reduction,
-    check_tensor,
-)
 from lightning_losses.registry import register_loss
+from lightning_losses.validation import check_bool, check_number, check_reduction, check_tensor
 
 __all__ = ["DecoupledSoftmaxLoss", "decoupled_softmax_loss"]
 

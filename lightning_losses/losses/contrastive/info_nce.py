@@ -22,14 +22,9 @@ from lightning_losses.losses._embedding import (
     gather_batch,
 )
 from lightning_losses.losses._reduction import reduce_loss
-from lightning_losses.losses._validation import (
-    check_bool,
-    check_number,
-    check_reduction,
-    check_same_shape,
-)
 from lightning_losses.losses.contrastive._core import contrast_rows
 from lightning_losses.registry import register_loss
+from lightning_losses.validation import check_bool, check_number, check_reduction, check_same_shape
 
 __all__ = ["InfoNCELoss", "NTXentLoss", "info_nce_loss", "nt_xent_loss"]
 

@@ -20,14 +20,14 @@ from lightning_losses.losses._embedding import (
     gather_batch,
 )
 from lightning_losses.losses._reduction import reduce_loss
-from lightning_losses.losses._validation import (
+from lightning_losses.registry import register_loss
+from lightning_losses.validation import (
     check_bool,
     check_number,
     check_reduction,
     check_same_shape,
     check_tensor,
 )
-from lightning_losses.registry import register_loss
 
 __all__ = ["SigmoidContrastiveLoss", "sigmoid_contrastive_loss"]
 

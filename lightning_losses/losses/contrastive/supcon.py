@@ -20,15 +20,15 @@ from lightning_losses.losses._embedding import (
     gather_batch,
 )
 from lightning_losses.losses._reduction import reduce_loss
-from lightning_losses.losses._validation import (
+from lightning_losses.losses.contrastive._core import contrast_rows
+from lightning_losses.registry import register_loss
+from lightning_losses.validation import (
     check_bool,
     check_choice,
     check_number,
     check_reduction,
     check_tensor,
 )
-from lightning_losses.losses.contrastive._core import contrast_rows
-from lightning_losses.registry import register_loss
 
 __all__ = ["SupConLoss", "supcon_loss"]
 

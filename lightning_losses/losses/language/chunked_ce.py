@@ -19,14 +19,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from lightning_losses.losses._numerics import upcast
 from lightning_losses.losses._reduction import reduce_loss
-from lightning_losses.losses._validation import (
-    check_class_indices,
-    check_int,
-    check_reduction,
-    check_tensor,
-    upcast,
-)
 from lightning_losses.losses.base import InputKind, Loss
 from lightning_losses.losses.language.fused_ce import (
     LMLossOutput,
@@ -35,6 +29,12 @@ from lightning_losses.losses.language.fused_ce import (
     ce_z_rows,
 )
 from lightning_losses.registry import register_loss
+from lightning_losses.validation import (
+    check_class_indices,
+    check_int,
+    check_reduction,
+    check_tensor,
+)
 
 __all__ = ["ChunkedLinearCrossEntropyLoss", "chunked_linear_cross_entropy"]
 

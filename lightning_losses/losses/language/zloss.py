@@ -10,17 +10,17 @@ from typing import Any
 
 from torch import Tensor
 
+from lightning_losses.losses._classification import prepare_classification
+from lightning_losses.losses._numerics import upcast
 from lightning_losses.losses._reduction import reduce_loss
-from lightning_losses.losses._validation import (
+from lightning_losses.losses.base import InputKind, Loss
+from lightning_losses.registry import register_loss
+from lightning_losses.validation import (
     check_ignore_index,
     check_number,
     check_reduction,
     check_tensor,
-    prepare_classification,
-    upcast,
 )
-from lightning_losses.losses.base import InputKind, Loss
-from lightning_losses.registry import register_loss
 
 __all__ = ["ZLoss", "z_loss"]
 

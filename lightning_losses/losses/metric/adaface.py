@@ -14,7 +14,6 @@ import torch
 from torch import Tensor
 
 from lightning_losses.losses._embedding import check_embeddings
-from lightning_losses.losses._validation import check_number, check_reduction
 from lightning_losses.losses.metric.margin_softmax import (
     ClassCentreLoss,
     _check_margin_args,
@@ -22,6 +21,7 @@ from lightning_losses.losses.metric.margin_softmax import (
     margin_cross_entropy,
 )
 from lightning_losses.registry import register_loss
+from lightning_losses.validation import check_number, check_reduction
 
 __all__ = ["AdaFaceLoss", "adaface_loss", "adaface_norm_stats"]
 

@@ -15,8 +15,8 @@ from torch import Tensor, nn
 
 from lightning_losses.losses._embedding import DistributedSemantics, EmbeddingLoss, check_embeddings
 from lightning_losses.losses._reduction import reduce_loss
-from lightning_losses.losses._validation import check_choice, check_number, check_reduction
 from lightning_losses.registry import register_loss
+from lightning_losses.validation import check_choice, check_number, check_reduction
 
 __all__ = ["GE2ELoss", "ge2e_loss"]
 

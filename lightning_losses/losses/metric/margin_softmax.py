@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightning_losses.losses._classification import ClassificationBatch, prepare_classification
 from lightning_losses.losses._embedding import (
     DistributedSemantics,
     EmbeddingLoss,
@@ -34,15 +35,8 @@ from lightning_losses.losses._embedding import (
     check_labels,
 )
 from lightning_losses.losses._reduction import reduce_loss
-from lightning_losses.losses._validation import (
-    ClassificationBatch,
-    check_ignore_index,
-    check_int,
-    check_number,
-    check_reduction,
-    prepare_classification,
-)
 from lightning_losses.registry import register_loss
+from lightning_losses.validation import check_ignore_index, check_int, check_number, check_reduction
 
 __all__ = [
     "ArcFaceLoss",

@@ -16,13 +16,6 @@ import torch
 from torch import Tensor
 
 from lightning_losses.losses._embedding import check_embeddings, check_labels
-from lightning_losses.losses._validation import (
-    check_choice,
-    check_class_indices,
-    check_int,
-    check_number,
-    check_reduction,
-)
 from lightning_losses.losses.metric.margin_softmax import (
     ClassCentreLoss,
     _check_margin_args,
@@ -30,6 +23,13 @@ from lightning_losses.losses.metric.margin_softmax import (
     cosface_loss,
 )
 from lightning_losses.registry import register_loss
+from lightning_losses.validation import (
+    check_choice,
+    check_class_indices,
+    check_int,
+    check_number,
+    check_reduction,
+)
 
 __all__ = ["PartialFCLoss", "partial_fc_loss", "sample_centres"]
 

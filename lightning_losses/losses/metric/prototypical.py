@@ -19,8 +19,8 @@ from lightning_losses.losses._embedding import (
     check_labels,
 )
 from lightning_losses.losses._reduction import reduce_loss
-from lightning_losses.losses._validation import check_choice, check_reduction
 from lightning_losses.registry import register_loss
+from lightning_losses.validation import check_choice, check_reduction
 
 __all__ = ["PrototypicalLoss", "prototypical_loss"]
 

@@ -16,9 +16,9 @@ from torch import Tensor
 
 from lightning_losses.losses._embedding import DistributedSemantics, EmbeddingLoss
 from lightning_losses.losses._reduction import reduce_loss
-from lightning_losses.losses._validation import check_bool, check_number, check_reduction
 from lightning_losses.losses.metric._pairs import prepare_pairs
 from lightning_losses.registry import register_loss
+from lightning_losses.validation import check_bool, check_number, check_reduction
 
 __all__ = ["TripletMarginLoss", "triplet_margin_loss"]
 

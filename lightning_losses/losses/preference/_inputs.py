@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lightning_losses.losses._validation import check_tensor, upcast
+from lightning_losses.losses._numerics import upcast
+from lightning_losses.validation import check_tensor
 
 POLICY_CHOSEN = "policy_chosen_logps"
 POLICY_REJECTED = "policy_rejected_logps"

@@ -13,10 +13,10 @@ from typing import Any
 from torch import Tensor
 
 from lightning_losses.losses._reduction import reduce_loss
-from lightning_losses.losses._validation import check_bool, check_number, check_reduction
 from lightning_losses.losses.base import InputKind, Loss
 from lightning_losses.losses.preference._inputs import prepare_preference
 from lightning_losses.registry import register_loss
+from lightning_losses.validation import check_bool, check_number, check_reduction
 
 __all__ = ["IPOLoss", "ipo_loss"]
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_losses.losses._validation import (
+from lightning_losses.validation import (
     check_class_indices,
     check_ignore_index,
     check_int,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lightning_losses.losses._validation import check_tensor, upcast
+from lightning_losses.losses._numerics import upcast
+from lightning_losses.validation import check_tensor
 
 
 def prepare_scores(

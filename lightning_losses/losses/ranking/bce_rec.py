@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_losses.losses._reduction import reduce_loss
-from lightning_losses.losses._validation import check_reduction
 from lightning_losses.losses.base import InputKind, Loss
 from lightning_losses.losses.ranking._scores import prepare_scores
 from lightning_losses.registry import register_loss
+from lightning_losses.validation import check_reduction
 
 __all__ = ["BinaryCrossEntropyRecLoss", "bce_rec_loss"]
 

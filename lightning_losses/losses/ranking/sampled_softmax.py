@@ -12,18 +12,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lightning_losses.losses._numerics import upcast
 from lightning_losses.losses._reduction import reduce_loss
-from lightning_losses.losses._validation import (
+from lightning_losses.losses.base import InputKind, Loss
+from lightning_losses.losses.ranking._scores import prepare_scores
+from lightning_losses.registry import register_loss
+from lightning_losses.validation import (
     check_bool,
     check_finite_tensor,
     check_number,
     check_reduction,
     check_tensor,
-    upcast,
 )
-from lightning_losses.losses.base import InputKind, Loss
-from lightning_losses.losses.ranking._scores import prepare_scores
-from lightning_losses.registry import register_loss
 
 __all__ = ["SampledSoftmaxLoss", "sampled_softmax_loss"]
 

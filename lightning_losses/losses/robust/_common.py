@@ -8,13 +8,9 @@ from typing import Any
 
 from torch import Tensor
 
+from lightning_losses.losses._classification import ClassificationBatch, prepare_classification
 from lightning_losses.losses._reduction import reduce_loss
-from lightning_losses.losses._validation import (
-    ClassificationBatch,
-    check_number,
-    check_reduction,
-    prepare_classification,
-)
+from lightning_losses.validation import check_number, check_reduction
 
 # The official APL/SCE code clamps the one-hot target to [1e-4, 1]: log 0 becomes log 1e-4.
 DEFAULT_LOG_ZERO = math.log(1e-4)

@@ -14,15 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lightning_losses.losses._validation import (
-    ClassificationBatch,
-    check_bool,
-    check_ignore_index,
-    check_number,
-)
+from lightning_losses.losses._classification import ClassificationBatch
 from lightning_losses.losses.base import InputKind, Loss
 from lightning_losses.losses.robust._common import robust_loss
 from lightning_losses.registry import register_loss
+from lightning_losses.validation import check_bool, check_ignore_index, check_number
 
 __all__ = ["LDRKLLoss", "ldr_kl_loss"]
 

@@ -12,10 +12,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_losses.losses._validation import ClassificationBatch, check_ignore_index
+from lightning_losses.losses._classification import ClassificationBatch
 from lightning_losses.losses.base import InputKind, Loss
 from lightning_losses.losses.robust._common import check_scale, robust_loss
 from lightning_losses.registry import register_loss
+from lightning_losses.validation import check_ignore_index
 
 __all__ = ["MeanAbsoluteErrorLoss", "mean_absolute_error_loss"]
 

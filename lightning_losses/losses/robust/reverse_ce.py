@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_losses.losses._validation import ClassificationBatch, check_ignore_index
+from lightning_losses.losses._classification import ClassificationBatch
 from lightning_losses.losses.base import InputKind, Loss
 from lightning_losses.losses.robust._common import (
     DEFAULT_LOG_ZERO,
@@ -21,6 +21,7 @@ from lightning_losses.losses.robust._common import (
     robust_loss,
 )
 from lightning_losses.registry import register_loss
+from lightning_losses.validation import check_ignore_index
 
 __all__ = ["ReverseCrossEntropyLoss", "reverse_cross_entropy"]
 

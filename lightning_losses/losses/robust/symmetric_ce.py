@@ -11,14 +11,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_losses.losses._validation import (
-    ClassificationBatch,
-    check_ignore_index,
-    check_number,
-)
+from lightning_losses.losses._classification import ClassificationBatch
 from lightning_losses.losses.base import InputKind, Loss
 from lightning_losses.losses.robust._common import DEFAULT_LOG_ZERO, check_log_zero, robust_loss
 from lightning_losses.registry import register_loss
+from lightning_losses.validation import check_ignore_index, check_number
 
 __all__ = ["SymmetricCrossEntropyLoss", "symmetric_cross_entropy"]
 
