@@ -102,9 +102,8 @@ def check_ignore_index(value: Any, name: str = "ignore_index") -> int | None:
 def check_finite_tensor(name: str, value: Tensor) -> Tensor:
     """Reject a floating tensor argument (class ``weight``, priors, ...) holding NaN or inf."""
     if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-        raise ValueError(
-            f"{name} must be finite, got {value.tolist() if value.numel() <= 8 else 'non-finite entries'}"
-        )
+        shown = value.tolist() if value.numel() <= 8 else "non-finite entries"
+        raise ValueError(f"{name} must be finite, got {shown}")
     return value
 
 
@@ -156,7 +155,8 @@ def check_class_weight(
     name: str = "weight",
 ) -> Tensor | None:
     """A per-class ``[C]`` floating tensor (finite when ``validate_args``), cast like ``like``."""
-    if check_weight_arg(weight, name) is None:
+    weight = check_weight_arg(weight, name)
+    if weight is None:
         return None
     if weight.shape != (num_classes,):
         raise ValueError(
@@ -214,7 +214,7 @@ def check_class_indices(
     bad = valid & ((flat < 0) | (flat >= num_classes))
     any_ignored = ignore_index is not None
     if validate_args:
-        # One host sync per call for both facts: an out-of-range label, and whether any row is ignored.
+        # One host sync for both facts: an out-of-range label, and whether any row is ignored.
         any_bad, any_ignored = torch.stack([bad.any(), (~valid).any()]).tolist()
     else:
         any_bad = False
