@@ -1,38 +1,56 @@
 # Every pip call is pinned by constraints.txt (torch==2.14.1); unpinned, pip pulls a multi-GB torch.
+# `make` alone (or `make help`) lists the targets: each one's `##` comment is its help line.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip install -q -c constraints.txt
 STAMP  := $(VENV)/.installed
+EXTRAS := test,docs,bench,lint
 
-.PHONY: install demo test bench docs lint format clean
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-fast lint format docs bench bench-smoke hooks clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) -e ".[test,docs,bench]"
+	$(PIP) -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
-install: $(STAMP)
+help:  ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z][a-zA-Z0-9_-]*:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+install: $(STAMP)  ## create .venv and install the package with its test, docs, bench and lint extras
 
 demo: $(STAMP)  ## noisy-label digits: CE vs GCE vs NCE+RCE vs PolyLoss (table + outputs/demo_curves.png)
 	$(BIN)/python -m lightning_losses.recipes.demo
 
-test: $(STAMP)  ## the full suite: unit, parity, property, resume, CLI, 2-rank DDP/FSDP (slow ones included)
+test: $(STAMP)  ## the full suite, as CI runs it: unit, parity, property, resume, CLI, 2-rank DDP/FSDP
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-bench: $(STAMP)  ## benchmarks -> benchmarks/results/
-	$(BIN)/python benchmarks/run_all.py
+test-fast: $(STAMP)  ## the suite without the tests marked slow (multi-process, multi-second): for iterating
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 
-docs: $(STAMP)
-	$(BIN)/mkdocs build --strict
-
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff format --check, ruff check, mypy, codespell (CI runs it before the tests)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/codespell
 
-format: $(STAMP)
+format: $(STAMP)  ## apply ruff's formatting and its safe fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-clean:
-	rm -rf $(VENV) site outputs .pytest_cache
+docs: $(STAMP)  ## build the documentation site into site/ (mkdocs --strict: a broken link fails)
+	$(BIN)/mkdocs build --strict
+
+bench: $(STAMP)  ## benchmarks -> benchmarks/results/ (tens of minutes)
+	$(BIN)/python benchmarks/run_all.py
+
+bench-smoke: $(STAMP)  ## every benchmark on tiny sizes into a temp dir (~30 s; the tests run it too)
+	$(BIN)/python benchmarks/run_all.py --smoke
+
+hooks: $(STAMP)  ## install the git pre-commit hooks (ruff, codespell) of .pre-commit-config.yaml
+	$(PIP) -e ".[$(EXTRAS),dev]"
+	$(BIN)/pre-commit install
+
+clean:  ## remove .venv, site/, outputs/ and the tool caches
+	rm -rf $(VENV) site outputs .pytest_cache .mypy_cache .ruff_cache

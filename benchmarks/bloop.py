@@ -1,12 +1,15 @@
-"""Bloop (EMA gradient projection) through the public callback: effect and cost (DYNAMICS.md §4).
+"""Bloop (EMA gradient projection) through the public callback: effect and cost.
 
-1. **Least squares** (the spec's CPU experiment): over-parameterised `min ‖Ax − b‖²` with
-   `A` 50×200 (`N(0, 1/50)` entries), `b ~ N(0, 1)`, `x₀ ~ N(0, 1)`, SGD lr 0.05 on mini-batches
-   of 10 rows drawn with replacement, 3000 steps, aux `‖x‖²` (its minimiser among interpolators
-   is the min-norm solution `A⁺b`), 3 seeds. Runs: main only, mixed `g + λh`, projection on the
-   instantaneous gradient (`ema=1`), Bloop (`ema=0.1`), all with `λ = 0.1`. Each run goes through
-   a `LossMixin` LightningModule and `EMAGradientProjection`; a plain-PyTorch loop written from
-   the formulas runs on the same mini-batches as a cross-check.
+*Careful with that Scalpel: Improving Gradient Surgery with an EMA* (Hsieh, Thornton, Dupont,
+Ablin; ICML 2024, arXiv:2402.02998); guide: ``docs/guide/bloop.md``.
+
+1. **Least squares**: over-parameterised `min ‖Ax − b‖²` with `A` 50×200 (`N(0, 1/50)` entries),
+   `b ~ N(0, 1)`, `x₀ ~ N(0, 1)`, SGD lr 0.05 on mini-batches of 10 rows drawn with replacement,
+   3000 steps, aux `‖x‖²` (its minimiser among interpolators is the min-norm solution `A⁺b`),
+   3 seeds. Runs: main only, mixed `g + λh`, projection on the instantaneous gradient (`ema=1`),
+   Bloop (`ema=0.1`), all with `λ = 0.1`. Each run goes through a `LossMixin` LightningModule and
+   `EMAGradientProjection`; a plain-PyTorch loop written from the formulas runs on the same
+   mini-batches as a cross-check.
 2. **Digits** (a small real task): MLP 64-128-10 on scikit-learn's bundled digits, cross-entropy
    main loss, aux = the squared parameter norm `‖θ‖²` (weight decay as the aux objective, as in
    the paper's ImageNet runs), SGD lr 0.1, batch 64, 600 steps, `λ = 5e-3`, 3 seeds: main only,
@@ -14,9 +17,10 @@
 3. **Cost**: wall time per training step of Bloop vs the summed objective (one backward) on the
    digits MLP and on a wider MLP (the callback's hooks called directly, without the Trainer).
 
-Run: ``OMP_NUM_THREADS=1 python benchmarks/bloop.py`` (≈6 min single-thread on an idle core; 17 min
-measured on the shared 2-core box; ``--cost-only`` re-measures the cost table alone). Writes
-``results/bloop.{json,md}`` and ``docs/assets/bloop.png``.
+Run: ``OMP_NUM_THREADS=1 python benchmarks/bloop.py`` (≈6 min single-thread on an idle core; 17
+min measured on the shared 2-core box; ``--cost-only`` re-measures the cost table alone). Writes
+``results/bloop.{json,md}`` and ``docs/assets/bloop.png``; ``--smoke --out DIR``: a few seconds,
+everything in ``DIR`` (see ``benchmarks/_common.py``).
 """
 
 from __future__ import annotations
@@ -25,12 +29,12 @@ import json
 import logging
 import platform
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
+import _common
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -40,14 +44,14 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_losses.callbacks import EMAGradientProjection
 from lightning_losses.mixins import LossMixin
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-PLOT = ROOT / "docs" / "assets" / "bloop.png"
 SEEDS = (0, 1, 2)
 LBDA, ALPHA = 0.1, 0.1
 LS_STEPS, LS_LR, LS_BATCH, LS_EVERY = 3000, 0.05, 10, 50
 DIG_STEPS, DIG_LR, DIG_BATCH, DIG_LBDA = 600, 0.1, 64, 5e-3
-# What DYNAMICS.md §4 quotes from an independent reference run (final full-data main loss).
+COST_STEPS, COST_REPS = 50, 7
+# Sizes of a smoke run: the whole code path in a few seconds, numbers meaningless.
+SMOKE = {"seeds": (0,), "ls_steps": 10, "ls_every": 5, "dig_steps": 4, "cost": (3, 2)}
+# Final full-data main loss of an independent reference run of the same experiment.
 REFERENCE = {"mixed": 0.558, "instantaneous": 0.446, "bloop": 0.053}
 
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
@@ -69,12 +73,12 @@ def trainer(max_steps: int, callbacks: list[Callback]) -> Trainer:
 
 
 # ------------------------------------------------------------------------------ least squares
-def ls_problem(seed: int):
+def ls_problem(seed: int, steps: int = LS_STEPS):
     g = torch.Generator().manual_seed(seed)
     a = torch.randn(50, 200, generator=g) / 50**0.5
     b = torch.randn(50, generator=g)
     x0 = torch.randn(200, generator=g)
-    rows = torch.randint(50, (LS_STEPS, LS_BATCH), generator=g)
+    rows = torch.randint(50, (steps, LS_BATCH), generator=g)
     return a, b, x0, rows
 
 
@@ -122,14 +126,14 @@ LS_METHODS = {
 }
 
 
-def ls_callback(method: str, seed: int) -> dict:
-    a, b, x0, rows = ls_problem(seed)
+def ls_callback(method: str, seed: int, steps: int = LS_STEPS, every: int = LS_EVERY) -> dict:
+    a, b, x0, rows = ls_problem(seed, steps)
     aux_weight, kwargs = LS_METHODS[method]
     model = LeastSquares(a, b, x0, aux_weight)
-    trace = Trace(LS_EVERY)
+    trace = Trace(every)
     callbacks = [trace] + ([EMAGradientProjection(**kwargs)] if kwargs else [])
     loader = DataLoader(rows, batch_size=None, shuffle=False)
-    trainer(LS_STEPS, callbacks).fit(model, loader)
+    trainer(steps, callbacks).fit(model, loader)
     return {
         "loss": model.full_loss(),
         "norm": float(model.x.detach().norm()),
@@ -143,9 +147,9 @@ def ls_problem_min_norm(seed: int) -> float:
     return float((torch.linalg.pinv(a) @ b).norm())
 
 
-def ls_plain(method: str, seed: int) -> dict:
+def ls_plain(method: str, seed: int, steps: int = LS_STEPS, every: int = LS_EVERY) -> dict:
     """The same runs in plain PyTorch from the formulas (no Lightning, no library code)."""
-    a, b, x, rows = ls_problem(seed)
+    a, b, x, rows = ls_problem(seed, steps)
     m = None
     trace_loss, trace_norm = [], []
     for step, idx in enumerate(rows, start=1):
@@ -161,7 +165,7 @@ def ls_plain(method: str, seed: int) -> dict:
             c = (h @ m) / (m @ m + 1e-7)
             d = g + LBDA * (h - c * m)
         x = x - LS_LR * d
-        if step % LS_EVERY == 0:
+        if step % every == 0:
             trace_loss.append(float(((a @ x - b) ** 2).mean()))
             trace_norm.append(float(x.norm()))
     return {
@@ -205,7 +209,7 @@ DIG_METHODS = {
 }
 
 
-def digits_run(method: str, seed: int, splits) -> dict:
+def digits_run(method: str, seed: int, splits, steps: int = DIG_STEPS) -> dict:
     aux_weight, kwargs = DIG_METHODS[method]
     model = Digits(seed, aux_weight)
     gen = torch.Generator().manual_seed(seed)
@@ -216,7 +220,7 @@ def digits_run(method: str, seed: int, splits) -> dict:
         generator=gen,
     )
     callbacks = [EMAGradientProjection(**kwargs)] if kwargs else []
-    trainer(DIG_STEPS, callbacks).fit(model, loader)
+    trainer(steps, callbacks).fit(model, loader)
     with torch.no_grad():
         train_ce = float(F.cross_entropy(model.net(splits.x_train), splits.y_train))
         test_ce = float(F.cross_entropy(model.net(splits.x_test), splits.y_test))
@@ -225,7 +229,7 @@ def digits_run(method: str, seed: int, splits) -> dict:
     return {"train_ce": train_ce, "test_ce": test_ce, "test_acc": acc, "sq_norm": norm2}
 
 
-def cost(splits, width: int, depth: int, steps: int = 50, reps: int = 7) -> dict:
+def cost(splits, width: int, depth: int, steps: int = COST_STEPS, reps: int = COST_REPS) -> dict:
     """Median wall time per training step, summed objective vs Bloop, interleaved repeats.
 
     The step is timed without the Trainer (whose per-step Python overhead on a loaded 2-core box
@@ -279,10 +283,10 @@ def cost(splits, width: int, depth: int, steps: int = 50, reps: int = 7) -> dict
 
 
 # -------------------------------------------------------------------------------------- main
-def measure_costs(splits) -> dict:
+def measure_costs(splits, steps: int = COST_STEPS, reps: int = COST_REPS) -> dict:
     return {
-        "digits MLP 64-128-10": cost(splits, 128, 1),
-        "wide MLP 64-512-512-10": cost(splits, 512, 2),
+        "digits MLP 64-128-10": cost(splits, 128, 1, steps, reps),
+        "wide MLP 64-512-512-10": cost(splits, 512, 2, steps, reps),
     }
 
 
@@ -290,39 +294,51 @@ def mean(xs):
     return sum(xs) / len(xs)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = _common.make_parser(__doc__, "bloop", plot=True)
+    parser.add_argument(
+        "--cost-only",
+        action="store_true",
+        help="re-measure the cost table, keep the effect results of <out>/<name>.json",
+    )
+    args = _common.parse(parser, argv)
+    if args.smoke and args.cost_only:
+        parser.error("--cost-only re-uses a full run's results; it has no smoke mode")
     torch.set_num_threads(1)
-    if "--cost-only" in sys.argv:  # re-measure the cost table, keep the effect results
-        from lightning_losses.data.digits import load_digits_splits
+    json_path, md_path = _common.output(args, ".json"), _common.output(args, ".md")
+    from lightning_losses.data import load_digits_splits
 
-        result = json.loads((RESULTS / "bloop.json").read_text())
+    if args.cost_only:
+        result = json.loads(json_path.read_text())
         result["cost"] = measure_costs(load_digits_splits(0.0, seed=0))
-        (RESULTS / "bloop.json").write_text(json.dumps(result, indent=2))
-        (RESULTS / "bloop.md").write_text(markdown(result))
+        _common.write_json(json_path, result, indent=2)
+        md_path.write_text(markdown(result))
         print(markdown(result))
         return
+    seeds = SMOKE["seeds"] if args.smoke else SEEDS
+    ls_steps, every = (SMOKE["ls_steps"], SMOKE["ls_every"]) if args.smoke else (LS_STEPS, LS_EVERY)
+    dig_steps = SMOKE["dig_steps"] if args.smoke else DIG_STEPS
+    cost_steps, cost_reps = SMOKE["cost"] if args.smoke else (COST_STEPS, COST_REPS)
     start = time.perf_counter()
     # Lightning costs ~20 ms a step on the shared 2-core box: the two runs that need the callback
     # go through it on every seed, the two that do not (main, mixed = LossMixin's default summed
-    # backward) through it on seed 0 only, as a check of the plain loop used for their seeds.
-    plain = {m: [ls_plain(m, s) for s in SEEDS] for m in LS_METHODS}
+    # backward) through it on the first seed only, as a check of the plain loop used for the rest.
+    plain = {m: [ls_plain(m, s, ls_steps, every) for s in seeds] for m in LS_METHODS}
     ls = {
-        m: [ls_callback(m, s) if kw or s == SEEDS[0] else None for s in SEEDS]
+        m: [ls_callback(m, s, ls_steps, every) if kw or s == seeds[0] else None for s in seeds]
         for m, (_, kw) in LS_METHODS.items()
     }
-    from lightning_losses.data.digits import load_digits_splits
-
     splits = load_digits_splits(0.0, seed=0)
-    digits = {m: [digits_run(m, s, splits) for s in SEEDS] for m in DIG_METHODS}
-    costs = measure_costs(splits)
+    digits = {m: [digits_run(m, s, splits, dig_steps) for s in seeds] for m in DIG_METHODS}
+    costs = measure_costs(splits, cost_steps, cost_reps)
     elapsed = time.perf_counter() - start
 
-    min_norm = mean([ls_problem_min_norm(s) for s in SEEDS])
+    min_norm = mean([ls_problem_min_norm(s) for s in seeds])
     ls_rows = {}
     for m, (_, kw) in LS_METHODS.items():
         runs = [c if c is not None else p for c, p in zip(ls[m], plain[m], strict=True)]
         ls_rows[m] = {
-            "via": "callback, 3 seeds" if kw else "plain loop (callback on seed 0)",
+            "via": f"callback, {len(seeds)} seeds" if kw else "plain loop (callback on seed 0)",
             "loss": mean([r["loss"] for r in runs]),
             "loss_plain_loop": mean([r["loss"] for r in plain[m]]),
             "norm": mean([r["norm"] for r in runs]),
@@ -336,11 +352,13 @@ def main() -> None:
         "digits": dig_rows,
         "cost": costs,
         "config": {
-            "seeds": SEEDS,
+            "seeds": seeds,
             "lbda": LBDA,
             "ema": ALPHA,
-            "ls": {"steps": LS_STEPS, "lr": LS_LR, "batch": LS_BATCH},
-            "digits": {"steps": DIG_STEPS, "lr": DIG_LR, "batch": DIG_BATCH, "lbda": DIG_LBDA},
+            "ls": {"steps": ls_steps, "lr": LS_LR, "batch": LS_BATCH},
+            "digits": {"steps": dig_steps, "lr": DIG_LR, "batch": DIG_BATCH, "lbda": DIG_LBDA},
+            "cost": {"steps": cost_steps, "reps": cost_reps},
+            "smoke": args.smoke,
         },
         "max_plain_loop_gap": max(
             abs(c["loss"] - p["loss"])
@@ -349,20 +367,23 @@ def main() -> None:
             if c is not None
         ),
         "elapsed_s": elapsed,
-        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread",
+        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        "1 thread",
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bloop.json").write_text(json.dumps(result, indent=2))
-    (RESULTS / "bloop.md").write_text(markdown(result))
-    plot(plain)
+    _common.write_json(json_path, result, indent=2)
+    md_path.write_text(markdown(result))
+    plot(plain, seeds, every, args.plot)
     print(markdown(result))
 
 
 def markdown(r: dict) -> str:
+    n_seeds = len(r["config"]["seeds"])
+    reps = r["config"].get("cost", {"steps": COST_STEPS, "reps": COST_REPS})
     lines = [
-        "### Least squares, aux ‖x‖² (3 seeds, mean)",
+        f"### Least squares, aux ‖x‖² ({n_seeds} seeds, mean)",
         "",
-        "| method | run through | final main loss | plain loop | reference (DYNAMICS §4) | ‖x‖ | min-norm ‖A⁺b‖ |",
+        "| method | run through | final main loss | plain loop | reference run | ‖x‖ "
+        "| min-norm ‖A⁺b‖ |",
         "|---|---|---|---|---|---|---|",
     ]
     for m, row in r["least_squares"].items():
@@ -373,9 +394,10 @@ def markdown(r: dict) -> str:
         )
     lines += [
         "",
-        f"Callback vs plain loop, largest per-seed gap in final loss: {r['max_plain_loop_gap']:.1e}.",
+        "Callback vs plain loop, largest per-seed gap in final loss: "
+        f"{r['max_plain_loop_gap']:.1e}.",
         "",
-        "### Digits MLP, aux λ‖θ‖² (3 seeds, mean)",
+        f"### Digits MLP, aux λ‖θ‖² ({n_seeds} seeds, mean)",
         "",
         "| method | train CE | test CE | test accuracy | ‖θ‖² |",
         "|---|---|---|---|---|",
@@ -387,7 +409,8 @@ def markdown(r: dict) -> str:
         )
     lines += [
         "",
-        "### Cost per training step (CPU, 1 thread; median of 7 interleaved repeats of 50 steps)",
+        "### Cost per training step (CPU, 1 thread; median of "
+        f"{reps['reps']} interleaved repeats of {reps['steps']} steps)",
         "",
         "| model | parameters | summed (one backward) ms | Bloop ms | ratio (range) |",
         "|---|---|---|---|---|",
@@ -401,7 +424,7 @@ def markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(ls: dict) -> None:
+def plot(ls: dict, seeds: tuple[int, ...], every: int, path: Path) -> None:
     """Curves from the plain loop, which the callback matches to float precision."""
     import matplotlib
 
@@ -409,21 +432,24 @@ def plot(ls: dict) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    steps = [(i + 1) * LS_EVERY for i in range(len(ls["main"][0]["trace_loss"]))]
+    steps = [(i + 1) * every for i in range(len(ls["main"][0]["trace_loss"]))]
     for m, runs in ls.items():
         loss = [mean(v) for v in zip(*[r["trace_loss"] for r in runs], strict=True)]
         norm = [mean(v) for v in zip(*[r["trace_norm"] for r in runs], strict=True)]
         axes[0].plot(steps, loss, label=m)
         axes[1].plot(steps, norm, label=m)
-    min_norm = mean([ls_problem_min_norm(s) for s in SEEDS])
+    min_norm = mean([ls_problem_min_norm(s) for s in seeds])
     axes[1].axhline(min_norm, color="k", ls=":", label="min-norm")
     axes[0].set(yscale="log", xlabel="SGD step", ylabel="full-data main loss", title="main loss")
     axes[1].set(xlabel="SGD step", ylabel="‖x‖", title="‖x‖ (aux: ‖x‖²)")
     axes[1].legend(fontsize=8)
-    fig.suptitle("Over-parameterised least squares, λ = 0.1 (3 seeds, mean; plain loop)")
+    fig.suptitle(
+        f"Over-parameterised least squares, λ = {LBDA} ({len(seeds)} seeds, mean; plain loop)"
+    )
     fig.tight_layout()
-    PLOT.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(PLOT, dpi=110)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

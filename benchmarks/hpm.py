@@ -1,8 +1,10 @@
 """HPM benchmark: MAE with random masks vs hard-patch mining, on synthetic strokes and on digits.
 
-DYNAMICS.md §1 CPU experiment, **shrunk** to fit the ≤ 10 min single-thread budget of all
-benchmarks: a tiny ViT-MAE (dim 32, 2 encoder + 1 decoder blocks, 2 heads, loss-predictor decoder
-of the same shape), batch 64, ~250 steps per run (spec: dim 64, batch 128, ~1500 steps), 3 seeds,
+*Hard Patches Mining for Masked Image Modeling* (Wang et al., CVPR 2023, arXiv:2304.05919);
+guide: ``docs/guide/hpm.md``. A CPU experiment **shrunk** to fit the ≤ 10 min single-thread budget
+of all benchmarks: a tiny ViT-MAE (dim 32, 2 encoder + 1 decoder blocks, 2 heads, loss-predictor
+decoder of the same shape), batch 64, ~250 steps per run (first planned: dim 64, batch 128, ~1500
+steps), 3 seeds,
 equal budget (same steps, same data order, same init per seed; the random-mask run trains the
 loss predictor too, so the two differ only in the masks).
 
@@ -23,35 +25,31 @@ validation split) at the end of training:
    training images, scored on the test split);
 5. wall time per training step (median), HPM vs random, same process.
 
-Run: ``OMP_NUM_THREADS=1 python benchmarks/hpm.py`` (``--quick`` for a smoke run).
-Results: ``benchmarks/results/hpm.{json,md}`` and ``docs/assets/hpm.png``.
+Run: ``OMP_NUM_THREADS=1 python benchmarks/hpm.py``. Results: ``benchmarks/results/hpm.{json,md}``
+and ``docs/assets/hpm.png``; ``--smoke --out DIR``: a few seconds, everything in ``DIR`` (see
+``benchmarks/_common.py``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
 import warnings
 from pathlib import Path
 
+import _common
 import lightning as L
 import torch
 from lightning.pytorch import Callback
 
 from lightning_losses.callbacks import HardPatchMining, hard_patch_mask
-from lightning_losses.data.digits import DigitsImageDataModule
-from lightning_losses.data.strokes import StrokesDataModule, synthetic_strokes
-from lightning_losses.nn.mae import (
-    masked_rows,
-    pairwise_ranking_accuracy,
-    patchify,
-    random_patch_mask,
+from lightning_losses.data import DigitsImageDataModule, StrokesDataModule, synthetic_strokes
+from lightning_losses.nn import masked_rows, pairwise_ranking_accuracy, patchify, random_patch_mask
+from lightning_losses.recipes.masked_image_modeling import (
+    MaskedImageModeling,
+    linear_probe_accuracy,
 )
-from lightning_losses.recipes.vision import MaskedImageModeling, linear_probe_accuracy
 
-ROOT = Path(__file__).resolve().parents[1]
 warnings.filterwarnings("ignore")
 
 MODEL = dict(
@@ -79,10 +77,14 @@ class Probe(Callback):
         self.rank_acc.append(float(outputs["extras"]["pred_rank_acc"]))
 
 
-def _datamodule(task: str, seed: int, batch_size: int, num_train: int):
+def _datamodule(task: str, seed: int, batch_size: int, num_train: int, num_eval: int = 512):
     if task == "strokes":
         return StrokesDataModule(
-            num_train=num_train, num_val=512, num_test=512, batch_size=batch_size, seed=seed
+            num_train=num_train,
+            num_val=num_eval,
+            num_test=num_eval,
+            batch_size=batch_size,
+            seed=seed,
         )
     return DigitsImageDataModule(image_size=16, batch_size=batch_size, seed=seed)
 
@@ -123,7 +125,14 @@ def evaluate(model: MaskedImageModeling, scorer, dm, task: str, seed: int) -> di
 
 
 def run_one(
-    task: str, method: str, seed: int, epochs: int, batch_size: int, num_train: int
+    task: str,
+    method: str,
+    seed: int,
+    epochs: int,
+    batch_size: int,
+    num_train: int,
+    num_eval: int = 512,
+    max_batches: int | None = None,
 ) -> dict:
     cfg = TASKS[task]
     L.seed_everything(seed, verbose=False)
@@ -133,7 +142,7 @@ def run_one(
         num_classes=cfg["num_classes"],
         **MODEL,
     )
-    dm = _datamodule(task, seed, batch_size, num_train)
+    dm = _datamodule(task, seed, batch_size, num_train, num_eval)
     probe = Probe()
     callbacks = [probe]
     hpm = None
@@ -143,6 +152,7 @@ def run_one(
     trainer = L.Trainer(
         accelerator="cpu",
         max_epochs=epochs,
+        limit_train_batches=max_batches,
         limit_val_batches=0,
         logger=False,
         callbacks=callbacks,
@@ -241,7 +251,7 @@ def plot(runs: list[dict], path: str) -> None:
                 continue
             n = min(map(len, curves))
             mean = torch.tensor([c[:n] for c in curves]).mean(0)
-            k = 20  # moving average over 20 steps
+            k = min(20, n)  # moving average over 20 steps (fewer in a smoke run)
             smooth = torch.nn.functional.avg_pool1d(mean[None, None], k, 1).flatten()
             ax.plot(range(k - 1, n), smooth, color=color, label=f"{method} masks")
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")
@@ -252,33 +262,43 @@ def plot(runs: list[dict], path: str) -> None:
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = _common.make_parser(__doc__, "hpm", plot=True)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--num-train", type=int, default=2048, help="strokes training images")
     parser.add_argument("--epoch-scale", type=float, default=1.0, help="multiplies the epochs")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "hpm"))
-    parser.add_argument("--plot", default=str(ROOT / "docs" / "assets" / "hpm.png"))
-    args = parser.parse_args()
+    args = _common.parse(parser, argv)
+    num_eval, max_batches = 512, None
+    if args.smoke:  # one epoch of 3 batches per run; tiny strokes splits
+        args.seeds, args.epoch_scale, args.num_train, args.batch_size = 1, 0.0, 64, 16
+        num_eval, max_batches = 64, 3
     torch.set_num_threads(args.threads)
-    if args.quick:
-        args.seeds, args.epoch_scale, args.num_train = 1, 0.1, 256
     start = time.perf_counter()
     runs = []
     for task in args.tasks:
         epochs = max(1, round(TASKS[task]["epochs"] * args.epoch_scale))
         for seed in range(args.seeds):
             for method in ("random", "hpm"):
-                r = run_one(task, method, seed, epochs, args.batch_size, args.num_train)
+                r = run_one(
+                    task,
+                    method,
+                    seed,
+                    epochs,
+                    args.batch_size,
+                    args.num_train,
+                    num_eval,
+                    max_batches,
+                )
                 runs.append(r)
                 print(
-                    f"{task:8s} {method:6s} seed {seed}: rank {r['rank_acc']:.3f} probe {r['probe_acc']:.3f} "
+                    f"{task:8s} {method:6s} seed {seed}: rank {r['rank_acc']:.3f} "
+                    f"probe {r['probe_acc']:.3f} "
                     f"loss rand/hpm {r['loss_random_masks']:.3f}/{r['loss_hpm_masks']:.3f} "
                     f"ink {r.get('ink_share_hard', float('nan')):.3f} {r['step_ms']:.1f} ms/step "
                     f"({r['wall_s']:.0f} s)",
@@ -289,17 +309,14 @@ def main() -> None:
         "batch_size": args.batch_size,
         "threads": args.threads,
         "total_s": time.perf_counter() - start,
-        "quick": args.quick,
+        "smoke": args.smoke,
     }
     rows = summarise(runs)
     md = markdown(rows, meta)
     print(md)
-    if not args.quick:
-        Path(f"{args.out}.json").write_text(
-            json.dumps({"meta": meta, "summary": rows, "runs": runs}, indent=1)
-        )
-        Path(f"{args.out}.md").write_text(md)
-        plot(runs, args.plot)
+    _common.write_json(_common.output(args, ".json"), {"meta": meta, "summary": rows, "runs": runs})
+    _common.output(args, ".md").write_text(md)
+    plot(runs, args.plot)
 
 
 if __name__ == "__main__":

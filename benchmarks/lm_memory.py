@@ -23,12 +23,12 @@ FusedLinearCrossEntropy reports 1.4× → 4.8× lower peak memory than naive at 
 V = 128k, H = 4096 on an A100 (arXiv:2410.10989, Figure/Table of the fused linear CE).
 
 Run `python benchmarks/lm_memory.py` (about 5-10 min single-thread); writes
-`benchmarks/results/lm_memory.{json,md}` and `docs/assets/lm_memory.png`.
+`benchmarks/results/lm_memory.{json,md}` and `docs/assets/lm_memory.png`; `--smoke --out DIR`:
+a few seconds, everything in `DIR` (see `benchmarks/_common.py`).
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import platform
@@ -36,15 +36,13 @@ import statistics
 import time
 from pathlib import Path
 
+import _common
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_losses.functional import chunked_linear_cross_entropy
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-PLOT = ROOT / "docs" / "assets" / "lm_memory.png"
 MIB = 2**20
 
 
@@ -95,10 +93,11 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def measure(fn, h: Tensor, w: Tensor, y: Tensor) -> dict[str, float]:
+def measure(fn, h: Tensor, w: Tensor, y: Tensor, collect: bool = True) -> dict[str, float]:
     """One forward + backward: seconds, saved MiB, peak-RSS MiB (CPU) / peak allocated (CUDA)."""
     h.grad = w.grad = None
-    gc.collect()
+    if collect:
+        gc.collect()
     inputs = {h.untyped_storage().data_ptr(), w.untyped_storage().data_ptr()}
     storages: dict[int, int] = {}
 
@@ -134,6 +133,12 @@ def measure(fn, h: Tensor, w: Tensor, y: Tensor) -> dict[str, float]:
     return out
 
 
+def _ratio(a: float, b: float) -> float:
+    # A peak below the resolution of the resident size (tiny smoke-run sizes, or memory that a
+    # long-lived process already holds) reads 0: the ratio is then undefined, not an error.
+    return a / b if b > 0 else float("nan")
+
+
 def run_point(
     tokens: int,
     vocab: int,
@@ -142,7 +147,10 @@ def run_point(
     max_naive_gib: float,
     device: str,
     with_none: bool,
+    collect: bool = True,
 ) -> dict:
+    """One (tokens, vocab) point; ``collect=False`` skips the garbage collections that keep the
+    resident size clean between measurements (0.6 s each in a large process, e.g. a test's)."""
     g = torch.Generator().manual_seed(0)
     h = (torch.randn(tokens, hidden, generator=g) / hidden**0.25).to(device).requires_grad_(True)
     w = (torch.randn(vocab, hidden, generator=g) / hidden**0.25).to(device).requires_grad_(True)
@@ -157,7 +165,7 @@ def run_point(
     losses = {}
     for _ in range(repeats):
         for m in methods:  # alternate call by call
-            r = measure(METHODS[m], h, w, y)
+            r = measure(METHODS[m], h, w, y, collect)
             runs[m].append(r)
             losses[m] = r["loss"]
     row: dict = {"tokens": tokens, "vocab": vocab, "hidden": hidden, "repeats": repeats}
@@ -173,19 +181,22 @@ def run_point(
         row["none_time_ratio"] = statistics.median(
             c["seconds"] / n["seconds"] for c, n in zip(runs["chunked_none"], runs["naive"])
         )
-        row["none_peak_ratio"] = row["chunked_none"]["peak_rss_mib"] / row["naive"]["peak_rss_mib"]
+        row["none_peak_ratio"] = _ratio(
+            row["chunked_none"]["peak_rss_mib"], row["naive"]["peak_rss_mib"]
+        )
     if "naive" in runs:
         row["time_ratio"] = statistics.median(
             c["seconds"] / n["seconds"] for c, n in zip(runs["chunked"], runs["naive"])
         )
-        row["peak_ratio"] = row["chunked"]["peak_rss_mib"] / row["naive"]["peak_rss_mib"]
-        row["saved_ratio"] = row["chunked"]["saved_mib"] / row["naive"]["saved_mib"]
+        row["peak_ratio"] = _ratio(row["chunked"]["peak_rss_mib"], row["naive"]["peak_rss_mib"])
+        row["saved_ratio"] = _ratio(row["chunked"]["saved_mib"], row["naive"]["saved_mib"])
         row["loss_abs_diff"] = abs(losses["chunked"] - losses["naive"])
     else:
         row["naive_estimate_mib"] = naive_est_mib
         row["peak_ratio_vs_estimate"] = row["chunked"]["peak_rss_mib"] / naive_est_mib
     del h, w, y
-    gc.collect()
+    if collect:
+        gc.collect()
     return row
 
 
@@ -254,10 +265,9 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax_m, ax_t) = plt.subplots(1, 2, figsize=(10, 4))
-    for vocab, marker in ((32768, "o"), (131072, "s")):
+    vocabs = sorted({r["vocab"] for r in rows})
+    for vocab, marker in zip(vocabs, "os^vD" * len(vocabs)):
         pts = [r for r in rows if r["vocab"] == vocab]
-        if not pts:
-            continue
         label_v = f"V={vocab // 1024}k"
         for method, style in (("naive", "--"), ("chunked", "-")):  # "none" rows: the table
             have = [r for r in pts if method in r]
@@ -297,11 +307,13 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     ax_m.legend(fontsize=7)
     fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = _common.make_parser(__doc__, "lm_memory", plot=True)
     parser.add_argument("--vocab", type=int, nargs="+", default=[32768, 131072])
     parser.add_argument("--tokens", type=int, nargs="+", default=[1024, 4096, 8192, 16384])
     parser.add_argument("--hidden", type=int, default=128)
@@ -321,11 +333,14 @@ def main() -> None:
         help="largest B·T at V ≥ 128k (time budget on CPU)",
     )
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=RESULTS / "lm_memory.json")
     parser.add_argument("--no-plot", action="store_true")
-    args = parser.parse_args()
+    args = _common.parse(parser, argv)
+    if args.smoke:  # one small vocabulary; the larger point too big for naive (estimate path)
+        args.vocab, args.tokens, args.none_tokens = [512], [64, 128], [64]
+        args.hidden, args.repeats, args.max_naive_gib = 16, 1, 0.0005
     torch.set_num_threads(args.threads)
-    _fixed_mmap_threshold()
+    if not args.smoke:  # a smoke run may share its process (tests): leave its allocator alone
+        _fixed_mmap_threshold()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     meta = {
         "device": f"{platform.machine()} CPU" if device == "cpu" else torch.cuda.get_device_name(),
@@ -333,6 +348,7 @@ def main() -> None:
         "torch": torch.__version__,
         "hidden": args.hidden,
         "max_naive_gib": args.max_naive_gib,
+        "smoke": args.smoke,
     }
     rows = []
     # Smallest points first, one at a time: the largest ones last.
@@ -355,15 +371,15 @@ def main() -> None:
             args.max_naive_gib,
             device,
             with_none=tokens in args.none_tokens,
+            collect=not args.smoke,
         )
         rows.append(row)
         print(json.dumps(row), flush=True)
     rows.sort(key=lambda r: (r["vocab"], r["tokens"]))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    write_markdown(rows, meta, args.out.with_suffix(".md"))
+    _common.write_json(_common.output(args, ".json"), {"meta": meta, "rows": rows})
+    write_markdown(rows, meta, _common.output(args, ".md"))
     if not args.no_plot:
-        plot(rows, PLOT)
+        plot(rows, args.plot)
 
 
 if __name__ == "__main__":

@@ -20,30 +20,31 @@ classes (PML on the concatenated views, ``base_temperature = temperature``), and
 losses on ``[B, D]`` + labels.
 
 The table grows with every family: append ``Case(...)`` rows. A case whose functional is not
-available (a family mid-port) is skipped and listed as such. Run
+available (a loss renamed or removed) is skipped and listed as such; the smoke test requires
+none. Run
 ``python benchmarks/losses_speed.py`` (≈ 2-3 min); writes
-``benchmarks/results/losses_speed.{json,md}`` (``--only`` with ``--out`` for partial runs).
+``benchmarks/results/losses_speed.{json,md}`` (``--only`` with ``--out`` for partial runs);
+``--smoke --out DIR``: every case at tiny sizes in a few seconds, everything in ``DIR`` (see
+``benchmarks/_common.py``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import dataclasses
 import platform
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
+import _common
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 import lightning_losses.functional as LF
-from lightning_losses.registry import get_loss_class
+from lightning_losses import get_loss_class
 
-RESULTS = Path(__file__).resolve().parent / "results"
 LOG_ZERO = torch.log(torch.tensor(1e-4)).item()
 
 
@@ -235,7 +236,8 @@ def pml_cases() -> list[Case]:
     metric = [
         ("circle (m=0.4, γ=80)", "circle", {"margin": 0.4, "gamma": 80.0},
          lambda: pml.CircleLoss(m=0.4, gamma=80), "PML CircleLoss(0.4, 80)"),
-        ("multi_similarity (2, 50, 0.5)", "multi_similarity", {"alpha": 2.0, "beta": 50.0, "base": 0.5},
+        ("multi_similarity (2, 50, 0.5)", "multi_similarity",
+         {"alpha": 2.0, "beta": 50.0, "base": 0.5},
          lambda: pml.MultiSimilarityLoss(alpha=2, beta=50, base=0.5), "PML MultiSimilarityLoss"),
         ("contrastive (0, 1)", "contrastive", {"pos_margin": 0.0, "neg_margin": 1.0},
          lambda: pml.ContrastiveLoss(pos_margin=0, neg_margin=1), "PML ContrastiveLoss"),
@@ -551,7 +553,7 @@ def measure(
         xs, t = make_inputs(case, case.batch or b, c, device)
         try:
             ours_v = _call(case.ours, xs, t)
-        except (AttributeError, KeyError) as err:  # a family mid-port: say so, measure the rest
+        except (AttributeError, KeyError) as err:  # a loss not found: say so, measure the rest
             skipped.append(f"{case.name} ({type(err).__name__}: {err})")
             print(f"{device.type:4s} {case.name:34s} skipped: {err}", flush=True)
             continue
@@ -579,8 +581,8 @@ def measure(
             row["peak_ratio"] = row["ours_peak_MiB"] / max(row["peer_peak_MiB"], 1e-9)
         rows.append(row)
         print(
-            f"{device.type:4s} {case.name:34s} time ×{row['time_ratio']:.2f}  saved ×{row['saved_ratio']:.2f}"
-            f"  ({row['ours_ms']:.2f} vs {row['peer_ms']:.2f} ms)",
+            f"{device.type:4s} {case.name:34s} time ×{row['time_ratio']:.2f}  "
+            f"saved ×{row['saved_ratio']:.2f}  ({row['ours_ms']:.2f} vs {row['peer_ms']:.2f} ms)",
             flush=True,
         )
     return rows, skipped
@@ -635,16 +637,17 @@ def markdown(rows: list[dict], meta: dict, skipped: list[str] = ()) -> str:
         "run (the raw ms columns are less so). *Saved* = bytes of tensors autograd "
         "keeps for backward (`saved_tensors_hooks`, distinct storages, the inputs excluded).",
         "",
-        "| device | loss | shape | peer | ours ms | peer ms | time × | ours saved MiB | peer saved MiB | saved × |"
+        "| device | loss | shape | peer | ours ms | peer ms | time × | ours saved MiB "
+        "| peer saved MiB | saved × |"
         + (" peak × |" if any("peak_ratio" in r for r in rows) else ""),
         "|---|---|---|---|---|---|---|---|---|---|"
         + ("---|" if any("peak_ratio" in r for r in rows) else ""),
     ]
     for r in rows:
         line = (
-            f"| {r['device']} | {r['loss']} | {r.get('shape', '')} | {r['peer']} | {_ms(r['ours_ms'])} | "
-            f"{_ms(r['peer_ms'])} | {r['time_ratio']:.2f} | {_mib(r['ours_saved_MiB'])} | "
-            f"{_mib(r['peer_saved_MiB'])} | {r['saved_ratio']:.2f} |"
+            f"| {r['device']} | {r['loss']} | {r.get('shape', '')} | {r['peer']} | "
+            f"{_ms(r['ours_ms'])} | {_ms(r['peer_ms'])} | {r['time_ratio']:.2f} | "
+            f"{_mib(r['ours_saved_MiB'])} | {_mib(r['peer_saved_MiB'])} | {r['saved_ratio']:.2f} |"
         )
         if "peak_ratio" in r:
             line += f" {r['peak_ratio']:.2f} |"
@@ -664,21 +667,24 @@ def _mib(v: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _common.make_parser(__doc__, "losses_speed")
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--emb-batch", type=int, default=1024, help="embedding rows: B")
     parser.add_argument("--emb-dim", type=int, default=128, help="embedding rows: D")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--only", nargs="*", default=None, help="substring filter on case names")
-    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    args = parser.parse_args(argv)
+    args = _common.parse(parser, argv)
     if args.repeats < 5:
         parser.error("--repeats must be ≥ 5")
+    if args.smoke:  # every case, tiny shapes, one timed pair
+        args.batch, args.classes, args.emb_batch, args.emb_dim, args.repeats = 64, 10, 32, 8, 1
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cases = [c for c in build_cases() if not args.only or any(s in c.name for s in args.only)]
+    if args.smoke:  # rows pinned to their own B (PML's B=128 NT-Xent: seconds a call) shrink too
+        cases = [dataclasses.replace(c, batch=min(c.batch, args.emb_batch)) for c in cases]
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     rows, skipped = [], []
     for device in devices:
@@ -695,14 +701,14 @@ def main(argv: list[str] | None = None) -> None:
         "emb_batch": args.emb_batch,
         "emb_dim": args.emb_dim,
         "repeats": args.repeats,
+        "smoke": args.smoke,
         "machine": f"{platform.machine()} CPU ({torch.get_num_threads()} threads)"
         + (f" + {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
         + f", torch {torch.__version__}",
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     payload = {"meta": meta, "rows": rows, "skipped": skipped}
-    (args.out / "losses_speed.json").write_text(json.dumps(payload, indent=1))
-    (args.out / "losses_speed.md").write_text(markdown(rows, meta, skipped))
+    _common.write_json(_common.output(args, ".json"), payload)
+    _common.output(args, ".md").write_text(markdown(rows, meta, skipped))
 
 
 if __name__ == "__main__":

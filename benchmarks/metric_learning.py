@@ -11,26 +11,25 @@ alignment-uniformity) only the views. Cross-entropy on a linear head (embeddings
 output) and the untrained encoder are the baselines.
 
 Run ``python benchmarks/metric_learning.py`` (≈ 1-3 min, one thread); writes
-``benchmarks/results/metric_learning.{json,md,png}``.
+``benchmarks/results/metric_learning.{json,md,png}``; ``--smoke --out DIR``: every method for a
+few steps, everything in ``DIR`` (see ``benchmarks/_common.py``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
+import _common
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_losses import get_loss
-from lightning_losses.data.digits import load_digits_splits
+from lightning_losses.data import load_digits_splits
 from lightning_losses.recipes.metric_learning import retrieval_metrics
 
-RESULTS = Path(__file__).resolve().parent / "results"
 EMB_DIM = 32
 
 
@@ -89,10 +88,13 @@ def train(method: str, splits, *, seed: int, steps: int, batch: int) -> nn.Modul
 
 
 @torch.no_grad()
-def test_to_train_retrieval(net: nn.Module, splits) -> dict[str, float]:
-    q = F.normalize(net(splits.x_test), dim=1)
+def test_to_train_retrieval(
+    net: nn.Module, splits, max_queries: int | None = None
+) -> dict[str, float]:
+    x_q, y_q = splits.x_test[:max_queries], splits.y_test[:max_queries]
+    q = F.normalize(net(x_q), dim=1)
     db = F.normalize(net(splits.x_train), dim=1)
-    return retrieval_metrics(q @ db.T, splits.y_test[:, None] == splits.y_train[None, :])
+    return retrieval_metrics(q @ db.T, y_q[:, None] == splits.y_train[None, :])
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -118,6 +120,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_xlabel("test → train retrieval (cosine), mean ± std over seeds")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
     fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -144,13 +147,15 @@ def markdown(rows: list[dict], meta: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _common.make_parser(__doc__, "metric_learning")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--only", nargs="*", default=None, help="substring filter on methods")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
+    args = _common.parse(parser, argv)
+    max_queries = None
+    if args.smoke:  # every method, 2 steps, 32 test queries (the metrics loop over queries)
+        args.steps, args.batch, args.seeds, max_queries = 2, 32, [0], 32
     torch.set_num_threads(1)
     splits = load_digits_splits(0.0, seed=0)
     rows = []
@@ -160,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         start = time.perf_counter()
         for seed in args.seeds:
             net = train(method, splits, seed=seed, steps=args.steps, batch=args.batch)
-            for k, v in test_to_train_retrieval(net.eval(), splits).items():
+            for k, v in test_to_train_retrieval(net.eval(), splits, max_queries).items():
                 scores[k].append(v)
         row: dict[str, float | str] = {"method": method}
         row["seconds"] = (time.perf_counter() - start) / len(args.seeds)
@@ -169,13 +174,11 @@ def main(argv: list[str] | None = None) -> None:
             row[f"{k}_std"] = statistics.stdev(vs) if len(vs) > 1 else 0.0
         rows.append(row)
         print(f"{method:34s} R@1 {row['recall@1_mean']:.3f}  MAP {row['map_mean']:.3f}", flush=True)
-    meta = {"steps": args.steps, "batch": args.batch, "seeds": args.seeds}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "metric_learning.json").write_text(
-        json.dumps({"meta": meta, "rows": rows}, indent=1)
-    )
-    (args.out / "metric_learning.md").write_text(markdown(rows, meta))
-    plot(rows, args.out / "metric_learning.png")
+    meta = {"steps": args.steps, "batch": args.batch, "seeds": args.seeds, "smoke": args.smoke}
+    _common.write_json(_common.output(args, ".json"), {"meta": meta, "rows": rows})
+    _common.output(args, ".md").write_text(markdown(rows, meta))
+    # This figure lives beside its table (results/metric_learning.png), not in docs/assets/.
+    plot(rows, _common.output(args, ".png"))
 
 
 if __name__ == "__main__":

@@ -15,26 +15,23 @@ Measured: MaxVio_global (mean over layers, on the validation split) at every val
 final validation perplexity, and the callback's overhead (time in its hooks / time per step).
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/moe_balancing.py [--steps 200 --seeds 0 1 2]``;
-writes ``benchmarks/results/moe_balancing.{json,md}`` and ``docs/assets/moe_balancing.png``.
+writes ``benchmarks/results/moe_balancing.{json,md}`` and ``docs/assets/moe_balancing.png``;
+``--smoke --out DIR``: a few steps per arm, everything in ``DIR`` (see ``benchmarks/_common.py``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
+import _common
 import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
 
 from lightning_losses.callbacks import LossFreeBalancing
-from lightning_losses.data.text import TextDataModule
+from lightning_losses.data import TextDataModule
 from lightning_losses.recipes.nlp import CausalLM
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class Probe(Callback):
@@ -114,7 +111,7 @@ def run_arm(arm: dict, seed: int, args, tok_dir: str) -> dict:
     start = time.perf_counter()
     trainer.fit(model, datamodule=dm)
     wall = time.perf_counter() - start
-    steps = probe.step_times[5:]  # skip warm-up steps
+    steps = probe.step_times[5:] or probe.step_times  # skip warm-up steps
     return {
         "curve": probe.curve,
         "maxvio_global": probe.curve[-1][1],
@@ -131,8 +128,8 @@ def _fmt(xs: list[float], digits: int = 2) -> str:
     return f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    p = _common.make_parser(__doc__, "moe_balancing", plot=True)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--block", type=int, default=32)
@@ -142,9 +139,10 @@ def main() -> None:
     p.add_argument("--val-every", type=int, default=40)
     p.add_argument("--val-batches", type=int, default=6)
     p.add_argument("--rates", type=float, nargs="+", default=[1e-3, 1e-2], help="loss-free u")
-    p.add_argument("--out", default=str(ROOT / "benchmarks/results/moe_balancing"))
-    p.add_argument("--plot", default=str(ROOT / "docs/assets/moe_balancing.png"))
-    args = p.parse_args()
+    args = _common.parse(p, argv)
+    if args.smoke:  # every arm kind (one loss-free rate), 4 steps, 2 validations
+        args.steps, args.seeds, args.block, args.batch, args.docs = 4, [0], 16, 4, 200
+        args.val_every, args.val_batches, args.rates = 2, 1, [1e-2]
     torch.set_num_threads(1)
     arms = {
         "none": {"aux": 0.0, "rate": 0.0},
@@ -175,10 +173,8 @@ def main() -> None:
         }
         for name, rs in results.items()
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"config": vars(args), "total_s": total, "summary": summary, "runs": results}
-    out.with_suffix(".json").write_text(json.dumps(payload, indent=1))
+    _common.write_json(_common.output(args, ".json"), payload)
     lines = [
         f"MoE LM (2 layers, width 64, 8 experts, top-2, sigmoid gating) on the grammar corpus, "
         f"{args.steps} steps × batch {args.batch} × {args.block} tokens, seeds {args.seeds}; "
@@ -193,7 +189,7 @@ def main() -> None:
             f"| {name} | {_fmt(s['maxvio_global'])} | {_fmt(s['val_ppl'], 3)} | "
             f"{_fmt(s['step_ms'], 0)} | {overhead} |"
         )
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    _common.output(args, ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     try:
         import matplotlib
@@ -213,8 +209,9 @@ def main() -> None:
     axes[1].set(xlabel="step", ylabel="validation perplexity", title="Quality", yscale="log")
     axes[0].legend()
     fig.tight_layout()
-    Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+    args.plot.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.plot, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

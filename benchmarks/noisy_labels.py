@@ -1,4 +1,4 @@
-"""Effect benchmark: family-A losses under label noise on the digits images.
+"""Effect benchmark: robust and calibration losses under label noise on the digits images.
 
 sklearn digits (8×8, 10 classes; ``lightning_losses.data.digits``), 0/20/40/60 % symmetric and
 40 % asymmetric (class ``c → c+1`` flip) noise on the *training* labels only, a small MLP trained
@@ -8,29 +8,26 @@ seeds. Metrics on the clean test split: accuracy and expected calibration error 
 ``MulticlassCalibrationError``, 15 bins, L1).
 
 Run: ``python benchmarks/noisy_labels.py`` (≈ 3 min on an idle CPU core). Writes
-``benchmarks/results/noisy_labels.{json,md}`` and ``docs/assets/noisy_labels.png``.
+``benchmarks/results/noisy_labels.{json,md}`` and ``docs/assets/noisy_labels.png``; ``--smoke
+--out DIR``: every loss and noise setting for one epoch, everything in ``DIR`` (see
+``benchmarks/_common.py``). Guide: ``docs/guide/noisy_labels.md``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import platform
 import statistics
 import time
 from pathlib import Path
 
+import _common
 import torch
 from torch import nn
 
 from lightning_losses import get_loss
-from lightning_losses.data.digits import load_digits_splits
+from lightning_losses.data import load_digits_splits
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
-PLOT = ROOT / "docs" / "assets" / "noisy_labels.png"
-
-# (label, registry name, kwargs): CE, every robust loss of family A, and the calibration-minded
+# (label, registry name, kwargs): CE, every robust classification loss, and the calibration-minded
 # ones for the ECE column. Hyperparameters are the papers' CIFAR-10 settings (10 classes).
 LOSSES: list[tuple[str, str, dict]] = [
     ("CE", "cross_entropy", {}),
@@ -140,10 +137,8 @@ def markdown(results: dict, meta: dict) -> str:
     lines += ["", "## Expected calibration error (%, lower is better)", ""]
     lines += ["| loss | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     for label in results:
-        cells = [
-            f"{100 * results[label][c]['test_ece']['mean']:.1f} ± {100 * results[label][c]['test_ece']['std']:.1f}"
-            for c in cols
-        ]
+        eces = [results[label][c]["test_ece"] for c in cols]
+        cells = [f"{100 * e['mean']:.1f} ± {100 * e['std']:.1f}" for e in eces]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "## Corrupted training labels reproduced (%, memorisation; lower is better)", ""]
     noisy_cols = cols[1:]
@@ -154,7 +149,7 @@ def markdown(results: dict, meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(results: dict, path: Path) -> None:
+def plot(results: dict, path: Path, n_seeds: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -190,23 +185,24 @@ def plot(results: dict, path: Path) -> None:
     axes[0].legend(fontsize=7, ncol=2)
     for ax in axes[:2]:
         ax.grid(alpha=0.3)
-    fig.suptitle("Digits MLP under label noise (mean of 3 seeds)")
+    fig.suptitle(f"Digits MLP under label noise (mean of {n_seeds} seeds)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _common.make_parser(__doc__, "noisy_labels", plot=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--losses", nargs="*", default=None, help="subset of loss labels")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--plot", type=Path, default=PLOT)
-    args = parser.parse_args(argv)
+    args = _common.parse(parser, argv)
+    if args.smoke:  # every loss and noise setting, one epoch of a narrow MLP
+        args.seeds, args.epochs, args.hidden, args.batch_size = [0], 1, 16, 256
     # One thread: a 64-256-256-10 MLP gains nothing from intra-op threads, and on a loaded
     # 2-core machine OpenMP spin-waiting made the 2-thread run several times slower.
     torch.set_num_threads(1)
@@ -240,16 +236,15 @@ def main(argv: list[str] | None = None) -> None:
         "hidden": args.hidden,
         "lr": args.lr,
         "seconds": time.perf_counter() - start,
-        "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}",
+        "smoke": args.smoke,
         "losses": {label: {"name": name, "kwargs": kwargs} for label, name, kwargs in losses},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "noisy_labels.json").write_text(
-        json.dumps({"meta": meta, "results": results}, indent=1)
-    )
-    (args.out / "noisy_labels.md").write_text(markdown(results, meta))
-    plot(results, args.plot)
-    print(f"done in {meta['seconds']:.0f} s -> {args.out / 'noisy_labels.md'}")
+    _common.write_json(_common.output(args, ".json"), {"meta": meta, "results": results})
+    _common.output(args, ".md").write_text(markdown(results, meta))
+    plot(results, args.plot, len(args.seeds))
+    print(f"done in {meta['seconds']:.0f} s -> {_common.output(args, '.md')}")
 
 
 if __name__ == "__main__":

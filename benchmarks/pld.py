@@ -1,9 +1,11 @@
 """PLD benchmark: uniform sampling vs PLD resampling on synthetic data with injected noise.
 
-DYNAMICS.md §3 experiment: 500 users, 1000 items, rank-8 ground truth, 40 true positives per user
-(28 train / 4 val / 8 clean test), injected random noisy training positives at 10/20/30 %, MF
-(d=32) with BPR, Adam 1e-2, batch 1024, 30 epochs, pool k=5. For each noise rate and seed it
-trains the same model with uniform sampling and with :class:`PLDResampling`, and reports
+*Personalized Denoising Implicit Feedback for Robust Recommender System* (Zhang et al., WWW 2025,
+arXiv:2502.00348); guide: ``docs/guide/pld.md``. Setting: 500 users, 1000 items, rank-8 ground
+truth, 40 true positives per user (28 train / 4 val / 8 clean test), injected random noisy
+training positives at 10/20/30 %, MF (d=32) with BPR, Adam 1e-2, batch 1024, 30 epochs, pool
+k=5. For each noise rate and seed it trains the same model with uniform sampling and with
+``PLDResampling``, and reports
 
 * clean-test Recall@20 / NDCG@20 (full ranking, training and validation items excluded);
 * the share of known-noisy items among the positives actually trained on (last epoch and mean);
@@ -11,19 +13,21 @@ trains the same model with uniform sampling and with :class:`PLDResampling`, and
   process, for MF (option (a): callback scores the pool) and LightGCN (option (b): candidate
   losses from the step's own propagation; plus option (a) = a second propagation, for reference).
 
-Run: ``python benchmarks/pld.py`` (about 10 minutes on 2 CPU cores); ``--quick`` for a smoke run.
-Results: ``benchmarks/results/pld.{json,md}`` and ``docs/assets/pld.png``.
+Run: ``python benchmarks/pld.py`` (about 10 minutes on 2 CPU cores). Results:
+``benchmarks/results/pld.{json,md}`` and ``docs/assets/pld.png`` (``--name`` changes the stem,
+e.g. ``--name pld.lightgcn``); ``--smoke --out DIR``: small data, 2 epochs per run, everything in
+``DIR`` (see ``benchmarks/_common.py``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
 import warnings
 from pathlib import Path
 
+import _common
 import lightning as L
 import torch
 from lightning.pytorch import Callback
@@ -32,7 +36,8 @@ from lightning_losses.callbacks import PLDResampling
 from lightning_losses.data import InteractionDataModule
 from lightning_losses.recipes.recsys import RecsysModule
 
-ROOT = Path(__file__).resolve().parents[1]
+# A smoke run's synthetic data: 60 users × 200 items instead of 500 × 1000.
+SMOKE_DATA = {"num_users": 60, "num_items": 200}
 warnings.filterwarnings("ignore")
 
 
@@ -138,6 +143,7 @@ def effect(args, rows: list, noises, weight_decay: float, l2_reg: float) -> None
                     weight_decay=weight_decay,
                     l2_reg=l2_reg,
                     inline=args.inline,
+                    data=args.data,
                 )
                 rows.append(r)
                 print(
@@ -174,6 +180,7 @@ def overhead(args) -> list:
                     weight_decay=args.weight_decay,
                     l2_reg=args.l2_reg,
                     evaluate=False,
+                    data=args.data,
                 )
                 times["pld" if pld else "uniform"].append(r["epoch_time_median"])
         u, p = statistics.median(times["uniform"]), statistics.median(times["pld"])
@@ -264,6 +271,7 @@ def plot(rows: list, reg: str, path: Path) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def markdown(table: list, over: list, args) -> str:
@@ -301,8 +309,8 @@ def markdown(table: list, over: list, args) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = _common.make_parser(__doc__, "pld", plot=True)
     parser.add_argument("--model", default="mf", choices=["mf", "lightgcn"])
     parser.add_argument("--noise", type=float, nargs="+", default=[0.1, 0.2, 0.3])
     parser.add_argument("--seeds", type=int, default=3)
@@ -332,36 +340,28 @@ def main() -> None:
         default=None,
         help="effect runs: 1 = PLD option (b) (the module default), 0 = option (a) callback",
     )
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument(
-        "--out",
-        default=str(ROOT / "benchmarks" / "results" / "pld"),
-        help="results prefix: writes <out>.json and <out>.md",
-    )
-    parser.add_argument("--plot", default=str(ROOT / "docs" / "assets" / "pld.png"))
-    args = parser.parse_args()
-    if args.quick:
-        args.noise, args.seeds, args.epochs, args.repeats, args.overhead_epochs = [0.2], 1, 3, 1, 3
-        args.ablation_weight_decay = []
+    args = _common.parse(parser, argv)
+    args.data = None
+    if args.smoke:  # one noise rate, seed and temperature, 2 epochs per run, small data
+        args.noise, args.seeds, args.epochs, args.repeats, args.overhead_epochs = [0.2], 1, 2, 1, 2
+        args.temperature, args.ablation_weight_decay, args.data = [0.5], [], SMOKE_DATA
     # One intra-op thread: on a shared 2-core machine, more threads spin against other jobs and
     # make small ops 50× slower, which would swamp the timing comparison.
     torch.set_num_threads(args.threads)
-    out = Path(args.out)
+    json_path = _common.output(args, ".json")
     rows: list = []
     if args.only_overhead:  # re-measure timings, keep the effect runs of the previous run
-        rows = json.loads(Path(f"{out}.json").read_text())["runs"]
+        rows = json.loads(json_path.read_text())["runs"]
     else:
         effect(args, rows, args.noise, args.weight_decay, args.l2_reg)
         for wd in args.ablation_weight_decay:
             effect(args, rows, [0.2], wd, 0.0)
     over = [] if args.skip_overhead else overhead(args)
     table = summarise(rows)
-    out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"config": vars(args), "runs": rows, "summary": table, "overhead": over}
-    Path(f"{out}.json").write_text(json.dumps(payload, indent=1))
-    Path(f"{out}.md").write_text(markdown(table, over, args))
-    if not args.quick:
-        plot(rows, _reg(args.weight_decay, args.l2_reg), Path(args.plot))
+    _common.write_json(json_path, payload)
+    _common.output(args, ".md").write_text(markdown(table, over, args))
+    plot(rows, _reg(args.weight_decay, args.l2_reg), args.plot)
     print(markdown(table, over, args))
 
 

@@ -1,10 +1,11 @@
 """lightning_losses: research training objectives for PyTorch Lightning.
 
-A catalog of verified loss functions under one contract (`lightning_losses.losses` modules,
-`lightning_losses.functional` functions, `get_loss` by name), LightningModule mixins that supply
+A catalog of verified loss functions under one contract, LightningModule mixins that supply
 them (`lightning_losses.mixins`), callbacks for dynamic training behaviours
-(`lightning_losses.callbacks`), and recipes (`lightning_losses.recipes`). This module only
-re-exports the losses, the mixin and the registry.
+(`lightning_losses.callbacks`), and recipes (`lightning_losses.recipes`). This module exports
+only the entry points: the registry (`get_loss`, `list_losses`, ...), the mixin
+(`LossMixin`, `LossOutput`, `build_criterion`) and the two loss namespaces, `losses` (every
+loss class) and `functional` (every loss function).
 
 Example:
     >>> import torch
@@ -12,13 +13,13 @@ Example:
     >>> criterion = ll.get_loss("focal", gamma=2.0)
     >>> criterion(torch.zeros(4, 3), torch.tensor([0, 1, 2, 0])).shape
     torch.Size([])
+    >>> ll.losses.FocalLoss is type(criterion), ll.functional.focal_loss is criterion.functional
+    (True, True)
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from lightning_losses import functional, losses
-from lightning_losses.losses import *  # noqa: F403
-from lightning_losses.losses import __all__ as _losses_all
 from lightning_losses.mixins import LossMixin, LossOutput, build_criterion
 from lightning_losses.registry import get_loss, get_loss_class, list_losses, register_loss
 
@@ -33,5 +34,4 @@ __all__ = [
     "list_losses",
     "losses",
     "register_loss",
-    *_losses_all,
 ]

@@ -13,12 +13,14 @@ Everything degrades to the identity when `torch.distributed` is not initialised.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-ProcessGroup = dist.ProcessGroup if dist.is_available() else object
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 __all__ = [
     "all_gather_no_grad",
@@ -69,7 +71,7 @@ def get_world_size(group: ProcessGroup | None = None) -> int:
     return dist.get_world_size(group) if dist.is_available() and dist.is_initialized() else 1
 
 
-def _gather_sizes(tensor: Tensor, group) -> list[int]:
+def _gather_sizes(tensor: Tensor, group: ProcessGroup | None) -> list[int]:
     world = get_world_size(group)
     local = torch.tensor([tensor.shape[0]], device=tensor.device, dtype=torch.long)
     sizes = [torch.zeros_like(local) for _ in range(world)]
@@ -77,7 +79,7 @@ def _gather_sizes(tensor: Tensor, group) -> list[int]:
     return [int(s.item()) for s in sizes]
 
 
-def _gather_padded(tensor: Tensor, sizes: list[int], group) -> Tensor:
+def _gather_padded(tensor: Tensor, sizes: list[int], group: ProcessGroup | None) -> Tensor:
     # all_gather needs equal shapes: pad every shard to the largest first dimension.
     max_size = max(sizes)
     padded = tensor

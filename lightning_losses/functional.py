@@ -1,46 +1,146 @@
-"""Every functional loss of the catalog: `import lightning_losses.functional as LF`.
+"""Every loss of the catalog as a function: `import lightning_losses.functional as LF`.
 
-The modules in [lightning_losses.losses][] store hyperparameters and call these functions; the
-math lives once, in each loss's own module. The list is derived, not kept by hand: the public
-functions (lower-case names) that each family package exports, which include every registered
-class's `functional` (checked in `tests/losses/test_contract.py`).
+The modules in [lightning_losses.losses][] validate and store the hyperparameters and call these
+functions: the math lives once, in each loss's own file of its family package. This module is
+the one public home of every **function** of the loss package (the losses, and helpers such as
+`sequence_log_probs` or `class_balanced_weights`); `tests/losses/test_public_api.py` checks that
+the list below holds every function a family module exports and every registered class's
+`functional`.
+
+Example:
+    >>> import torch
+    >>> import lightning_losses.functional as LF
+    >>> LF.focal_loss(torch.zeros(2, 4), torch.tensor([1, 3]), gamma=0.0)  # = log 4
+    tensor(1.3863)
 """
 
-from lightning_losses.losses import (
-    calibration,
-    classification,
-    contrastive,
-    language,
-    metric,
-    preference,
-    ranking,
-    robust,
+from lightning_losses.losses._embedding import gather_batch
+from lightning_losses.losses.calibration.dual_focal import dual_focal_loss
+from lightning_losses.losses.calibration.encouraging import encouraging_loss
+from lightning_losses.losses.classification.ce import cross_entropy
+from lightning_losses.losses.classification.focal import (
+    focal_loss,
+    poly_focal_loss,
+    sigmoid_focal_loss,
+    sigmoid_focal_loss_torchvision,
 )
-from lightning_losses.losses.calibration import *  # noqa: F403
-from lightning_losses.losses.classification import *  # noqa: F403
-from lightning_losses.losses.contrastive import *  # noqa: F403
-from lightning_losses.losses.language import *  # noqa: F403
-from lightning_losses.losses.metric import *  # noqa: F403
-from lightning_losses.losses.preference import *  # noqa: F403
-from lightning_losses.losses.ranking import *  # noqa: F403
-from lightning_losses.losses.robust import *  # noqa: F403
+from lightning_losses.losses.classification.logit_adjusted import logit_adjusted_loss
+from lightning_losses.losses.classification.one_vs_rest import one_vs_rest_loss
+from lightning_losses.losses.classification.poly import poly_loss
+from lightning_losses.losses.classification.spherical_z import spherical_z_loss
+from lightning_losses.losses.classification.squentropy import squentropy_loss
+from lightning_losses.losses.classification.stablemax import log_stablemax, stablemax_cross_entropy
+from lightning_losses.losses.contrastive.align_uniform import alignment_uniformity_loss, uniformity
+from lightning_losses.losses.contrastive.decoupled_softmax import decoupled_softmax_loss
+from lightning_losses.losses.contrastive.info_nce import info_nce_loss, nt_xent_loss
+from lightning_losses.losses.contrastive.siglip import sigmoid_contrastive_loss
+from lightning_losses.losses.contrastive.supcon import supcon_loss
+from lightning_losses.losses.hidden_states import consumes_hidden_states
+from lightning_losses.losses.language.chunked_ce import chunked_linear_cross_entropy
+from lightning_losses.losses.language.fused_ce import cross_entropy_with_z_loss
+from lightning_losses.losses.language.load_balancing import load_balancing_loss
+from lightning_losses.losses.language.zloss import z_loss
+from lightning_losses.losses.metric.adaface import adaface_loss, adaface_norm_stats
+from lightning_losses.losses.metric.circle import circle_loss
+from lightning_losses.losses.metric.ge2e import ge2e_loss
+from lightning_losses.losses.metric.margin_softmax import (
+    arcface_loss,
+    arcface_target_logit,
+    cosface_loss,
+    normalized_softmax_loss,
+)
+from lightning_losses.losses.metric.multi_similarity import multi_similarity_loss
+from lightning_losses.losses.metric.pair_margin import contrastive_loss
+from lightning_losses.losses.metric.partial_fc import partial_fc_loss, sample_centres
+from lightning_losses.losses.metric.prototypical import prototypical_loss
+from lightning_losses.losses.metric.triplet import triplet_margin_loss
+from lightning_losses.losses.preference.dpo import (
+    conservative_dpo_loss,
+    dpo_loss,
+    implicit_rewards,
+    robust_dpo_loss,
+    rpo_loss,
+)
+from lightning_losses.losses.preference.ipo import ipo_loss
+from lightning_losses.losses.preference.logprobs import sequence_log_probs
+from lightning_losses.losses.ranking.bce_rec import bce_rec_loss
+from lightning_losses.losses.ranking.bpr import bpr_loss
+from lightning_losses.losses.ranking.cosine_contrastive import cosine_contrastive_loss
+from lightning_losses.losses.ranking.sampled_softmax import sampled_softmax_loss
+from lightning_losses.losses.reconstruction.norm_pix import norm_pix_loss
+from lightning_losses.losses.robust.active_passive import active_passive_loss
+from lightning_losses.losses.robust.comp_sum import comp_sum_loss
+from lightning_losses.losses.robust.generalized_ce import generalized_cross_entropy
+from lightning_losses.losses.robust.ldr_kl import ldr_kl_loss
+from lightning_losses.losses.robust.normalized_ce import normalized_cross_entropy
+from lightning_losses.losses.robust.normalized_focal import normalized_focal_loss
+from lightning_losses.losses.robust.prob_mae import mean_absolute_error_loss
+from lightning_losses.losses.robust.reverse_ce import reverse_cross_entropy
+from lightning_losses.losses.robust.symmetric_ce import symmetric_cross_entropy
+from lightning_losses.losses.utils import class_balanced_weights
 
-__all__ = sorted(
-    name
-    for family in (
-        classification,
-        robust,
-        calibration,
-        ranking,
-        language,
-        contrastive,
-        metric,
-        preference,
-    )
-    for name in family.__all__
-    if name[:1].islower()
-)
-# Only the functions are public here; the classes live in `lightning_losses.losses`.
-for _name in [n for n in dir() if n[:1].isupper()]:
-    del globals()[_name]
-del _name, calibration, classification, contrastive, language, metric, preference, ranking, robust
+__all__ = [
+    "active_passive_loss",
+    "adaface_loss",
+    "adaface_norm_stats",
+    "alignment_uniformity_loss",
+    "arcface_loss",
+    "arcface_target_logit",
+    "bce_rec_loss",
+    "bpr_loss",
+    "chunked_linear_cross_entropy",
+    "circle_loss",
+    "class_balanced_weights",
+    "comp_sum_loss",
+    "conservative_dpo_loss",
+    "consumes_hidden_states",
+    "contrastive_loss",
+    "cosface_loss",
+    "cosine_contrastive_loss",
+    "cross_entropy",
+    "cross_entropy_with_z_loss",
+    "decoupled_softmax_loss",
+    "dpo_loss",
+    "dual_focal_loss",
+    "encouraging_loss",
+    "focal_loss",
+    "gather_batch",
+    "ge2e_loss",
+    "generalized_cross_entropy",
+    "implicit_rewards",
+    "info_nce_loss",
+    "ipo_loss",
+    "ldr_kl_loss",
+    "load_balancing_loss",
+    "log_stablemax",
+    "logit_adjusted_loss",
+    "mean_absolute_error_loss",
+    "multi_similarity_loss",
+    "norm_pix_loss",
+    "normalized_cross_entropy",
+    "normalized_focal_loss",
+    "normalized_softmax_loss",
+    "nt_xent_loss",
+    "one_vs_rest_loss",
+    "partial_fc_loss",
+    "poly_focal_loss",
+    "poly_loss",
+    "prototypical_loss",
+    "reverse_cross_entropy",
+    "robust_dpo_loss",
+    "rpo_loss",
+    "sample_centres",
+    "sampled_softmax_loss",
+    "sequence_log_probs",
+    "sigmoid_contrastive_loss",
+    "sigmoid_focal_loss",
+    "sigmoid_focal_loss_torchvision",
+    "spherical_z_loss",
+    "squentropy_loss",
+    "stablemax_cross_entropy",
+    "supcon_loss",
+    "symmetric_cross_entropy",
+    "triplet_margin_loss",
+    "uniformity",
+    "z_loss",
+]

@@ -4,7 +4,10 @@ The registry maps short names (and aliases, and class names) to loss classes. It
 module: it imports no loss, the loss modules import it to register themselves, and the package
 `lightning_losses` imports every built-in loss, so any `lightning_losses.*` import fills it.
 What the classes declare about themselves (`input_kind`, `functional`, `target_arg`) stays on
-the class; how tests drive each loss lives in `tests/losses/specs/`.
+the class.
+
+The four entry points are public at the top level (`lightning_losses.get_loss`, ...), which is
+their one documented import path; this module's own public name is `registered_losses`.
 """
 
 from __future__ import annotations
@@ -15,11 +18,15 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-__all__ = ["get_loss", "get_loss_class", "list_losses", "register_loss", "registered_losses"]
+# `register_loss`, `get_loss`, `get_loss_class` and `list_losses` are exported by the package
+# `lightning_losses` (one public path per name).
+__all__ = ["registered_losses"]
 
 _REGISTRY: dict[str, type[nn.Module]] = {}
 _ALIASES: dict[str, str] = {}
-# Names given up so that coming families can use them (CATALOG.md): a clear message, not a guess.
+# Registry names retired because they were ambiguous: `nce` also means noise-contrastive
+# estimation, `mae` the regression mean absolute error. Asking for one gives an error naming the
+# new name instead of a guess.
 _RENAMED: dict[str, str] = {"nce": "normalized_ce", "mae": "prob_mae"}
 
 M = TypeVar("M", bound=type[nn.Module])
@@ -29,13 +36,17 @@ def register_loss(name: str, *, aliases: tuple[str, ...] = ()):
     """Class decorator registering a loss class under `name`, its `aliases` and its class name.
 
     Example:
+        >>> from torch import Tensor
+        >>> from lightning_losses import get_loss, register_loss
         >>> from lightning_losses.losses import Loss
-        >>> from lightning_losses.registry import register_loss, get_loss
         >>> def my_loss(input, target, *, reduction="mean", validate_args=True):
         ...     return (input - target).abs().mean()
         >>> @register_loss("my_l1_doc")
         ... class MyL1Loss(Loss):
         ...     functional = staticmethod(my_loss)
+        ...     def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        ...         "Loss of `input [N, *]` against `target [N, *]`."
+        ...         return self._call_functional(input, target)
         >>> type(get_loss("my_l1_doc")).__name__, type(get_loss("MyL1Loss")).__name__
         ('MyL1Loss', 'MyL1Loss')
     """

@@ -21,7 +21,7 @@ def quiet_trainer(**kwargs: Any) -> Trainer:
 
 
 def cli_output_args(tmp_path: Path) -> list[str]:
-    """CLI arguments that keep a test's logs and checkpoints in ``tmp_path``, without a progress bar."""
+    """CLI arguments: logs and checkpoints in ``tmp_path``, no progress bar."""
     return [
         "--trainer.enable_progress_bar",
         "false",

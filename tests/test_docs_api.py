@@ -1,8 +1,8 @@
 """Every public name (each public subpackage's `__all__`) appears in the API reference.
 
 A name counts as documented when some `::: identifier` block in `docs/api/*.md` renders the very
-same object: `::: lightning_losses.losses.FocalLoss` documents `lightning_losses.losses.FocalLoss`
-and the family re-export `lightning_losses.losses.classification.FocalLoss`; a whole-module
+same object: `::: lightning_losses.losses.FocalLoss` documents `lightning_losses.losses.FocalLoss`;
+a whole-module
 `::: lightning_losses.data.digits` documents every name in that module's `__all__` (minus any its
 `filters` / `members` options leave out).
 """
@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 API_DOCS = sorted((ROOT / "docs" / "api").glob("*.md"))
 
 # The public subpackages and modules whose `__all__` is the public API. The loss families'
-# own files are layout, not API: their names are re-exported by `losses` / `functional`.
+# own files are layout, not API: their names are public in `losses` / `functional` only (the
+# family packages' `__all__` are empty).
 PUBLIC_PACKAGES = (
     "lightning_losses.losses",
     "lightning_losses.functional",

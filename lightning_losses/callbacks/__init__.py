@@ -2,17 +2,24 @@
 
 from lightning_losses.callbacks.balancing import (
     LossFreeBalancing,
+    MoEModel,
     balance_bias_update,
     max_violation,
 )
 from lightning_losses.callbacks.base import (
     BehaviourCallback,
     GradientHandler,
+    LossModel,
     Role,
     SampleWeighter,
 )
 from lightning_losses.callbacks.bloop import Bloop, EMAGradientProjection, bloop_direction
-from lightning_losses.callbacks.hpm import HardPatchMining, hard_patch_mask
+from lightning_losses.callbacks.hpm import (
+    HardPatchMining,
+    HPMModel,
+    HPMTeacherModel,
+    hard_patch_mask,
+)
 from lightning_losses.callbacks.pld import PLDResampling, PLDScorer, pld_select
 from lightning_losses.callbacks.reweighting import LossReweighting, loss_weights
 
@@ -21,9 +28,13 @@ __all__ = [
     "Bloop",
     "EMAGradientProjection",
     "GradientHandler",
+    "HPMModel",
+    "HPMTeacherModel",
     "HardPatchMining",
     "LossFreeBalancing",
+    "LossModel",
     "LossReweighting",
+    "MoEModel",
     "PLDResampling",
     "PLDScorer",
     "Role",

@@ -1,4 +1,4 @@
-r"""Auxiliary-loss-free MoE load balancing (DYNAMICS.md §5).
+r"""Auxiliary-loss-free MoE load balancing (guide: `docs/guide/moe_balancing.md`).
 
 From *Auxiliary-Loss-Free Load Balancing Strategy for Mixture-of-Experts* (Wang, Gao, Zhu,
 Zhang, Dai; DeepSeek 2024, arXiv:2408.15664), used in DeepSeek-V3 (arXiv:2412.19437).
@@ -17,7 +17,10 @@ so overloaded experts become less likely to be chosen and underloaded ones more.
 loss, hence no gradient that interferes with the language-modeling objective.
 
 The functional cores are `balance_bias_update` and `max_violation`;
-[LossFreeBalancing][lightning_losses.callbacks.LossFreeBalancing] is the thin callback.
+[LossFreeBalancing][lightning_losses.callbacks.LossFreeBalancing] is the thin callback. What it
+needs from the module is the Protocol [MoEModel][lightning_losses.callbacks.balancing.MoEModel]:
+every module that contains our routers (or `transformers` routers adapted with
+`track_expert_load`) serves it without writing anything.
 
 Distributed: the counts are all-reduced (SUM) over the world before the sign, so every rank
 applies the identical update (under DDP the biases stay equal, so `broadcast_buffers` changes
@@ -28,11 +31,11 @@ again the right sum.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from torch import Tensor
+from torch import Tensor, nn
 from typing_extensions import override
 
 from lightning_losses.callbacks.base import BehaviourCallback
@@ -41,7 +44,46 @@ from lightning_losses.mixins.loss import Role
 from lightning_losses.nn.moe import BalanceState, moe_balance_state
 from lightning_losses.validation import check_bool, check_number, check_tensor
 
-__all__ = ["LossFreeBalancing", "balance_bias_update", "max_violation"]
+__all__ = ["LossFreeBalancing", "MoEModel", "balance_bias_update", "max_violation"]
+
+
+@runtime_checkable
+class MoEModel(Protocol):
+    """What [LossFreeBalancing][lightning_losses.callbacks.LossFreeBalancing] needs: its routers.
+
+    `moe_balance_state()` returns one `BalanceState(name, bias, load)` per MoE layer: the fp32
+    selection bias the callback updates in place and the per-expert token counts it reads and
+    zeroes. A module need not implement it when its routers are found by
+    [moe_balance_state][lightning_losses.nn.moe.moe_balance_state] (our `TopKRouter` /
+    `MoEFeedForward`, e.g. `CausalLM(model_type="llama_moe")`, or a `transformers` DeepSeek-V3
+    model adapted with `track_expert_load`); implement it for routers of your own.
+
+    Example:
+        >>> from torch import nn
+        >>> from lightning_losses.callbacks.balancing import MoEModel
+        >>> from lightning_losses.nn import MoEFeedForward, moe_balance_state
+        >>> class Model(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.ffn = MoEFeedForward(8, 16, 4)
+        ...     def moe_balance_state(self):
+        ...         return moe_balance_state(self)
+        >>> isinstance(Model(), MoEModel), [s.name for s in Model().moe_balance_state()]
+        (True, ['ffn.router'])
+    """
+
+    def moe_balance_state(self) -> list[BalanceState]:
+        """One `BalanceState` per MoE layer, read afresh (device moves replace the buffers)."""
+        ...
+
+
+class _FoundRouters:
+    # MoEModel for a module whose routers lightning_losses.nn.moe.moe_balance_state finds.
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    def moe_balance_state(self) -> list[BalanceState]:
+        return moe_balance_state(self.module)
 
 
 def _check_counts(counts: Any) -> Tensor:
@@ -116,9 +158,11 @@ def max_violation(counts: Tensor) -> Tensor:
 class LossFreeBalancing(BehaviourCallback):
     """Loss-free MoE load balancing: update every router's selection bias once per step.
 
-    Finds the routers through `lightning_losses.nn.moe.moe_balance_state` (our `TopKRouter`, or a
-    `transformers` DeepSeek-V3 router adapted with `track_expert_load`) and fails at setup when
-    there is none. Each optimizer step (in `on_before_optimizer_step`, i.e. once after all
+    Finds the routers through the module's `moe_balance_state()` when it implements
+    [MoEModel][lightning_losses.callbacks.balancing.MoEModel], else through
+    `lightning_losses.nn.moe.moe_balance_state` (our `TopKRouter`, or a `transformers`
+    DeepSeek-V3 router adapted with `track_expert_load`), and fails at setup when there is none.
+    Each optimizer step (in `on_before_optimizer_step`, i.e. once after all
     accumulated micro-batches): all-reduce(SUM) the per-layer counts, apply `balance_bias_update`
     to every layer's bias in place, compute `max_violation`, zero the counts. During validation it
     accumulates the counts of the whole validation loop and logs the global violation, without
@@ -133,8 +177,9 @@ class LossFreeBalancing(BehaviourCallback):
     - `moe/maxvio_global`, `moe/maxvio_global_max`: the same over the whole validation loop.
 
     The biases are module buffers (saved in the model's `state_dict`); the callback's state holds
-    the pending (mid-accumulation) counts and the last violations, so a resumed run equals an
-    uninterrupted one. The biases must stay float32: the callback raises at train start if a
+    the pending (mid-accumulation) counts, the last violations and the configuration (`rate`,
+    `update`; a resume with other values warns), so a resumed run equals an uninterrupted one.
+    The biases must stay float32: the callback raises at train start if a
     bias was cast to a lower precision.
 
     Args:
@@ -149,6 +194,13 @@ class LossFreeBalancing(BehaviourCallback):
     """
 
     role = Role.LOAD_BALANCER
+    requires = MoEModel
+    requires_hint = (
+        "or contain a supported MoE router: lightning_losses.nn.TopKRouter / MoEFeedForward "
+        "(e.g. CausalLM(model_type='llama_moe')), or a transformers DeepSeek-V3 model adapted "
+        "with lightning_losses.nn.track_expert_load(model)"
+    )
+    config_keys = ("rate", "update")
 
     def __init__(
         self, rate: float = 1e-3, update: bool = True, log_expert_load: bool = True
@@ -157,7 +209,7 @@ class LossFreeBalancing(BehaviourCallback):
         self.rate = check_number("rate", rate, low=0.0)
         self.update = check_bool("update", update)
         self.log_expert_load = check_bool("log_expert_load", log_expert_load)
-        self._module: LightningModule | None = None
+        self._source: MoEModel | None = None
         self._pending_restore: Tensor | None = None
         self._train_snapshot: list[Tensor] | None = None
         self.last_maxvio_batch: Tensor | None = None  # [L], for tests and inspection
@@ -166,7 +218,7 @@ class LossFreeBalancing(BehaviourCallback):
     # -- helpers -----------------------------------------------------------------------------
     def _states(self) -> list[BalanceState]:
         # Re-read each time: device/dtype moves replace the buffers.
-        return [] if self._module is None else moe_balance_state(self._module)
+        return [] if self._source is None else self._source.moe_balance_state()
 
     @staticmethod
     def _counts(states: list[BalanceState]) -> Tensor:
@@ -183,16 +235,22 @@ class LossFreeBalancing(BehaviourCallback):
 
     # -- hooks -------------------------------------------------------------------------------
     @override
+    def interface(self, pl_module: LightningModule) -> Any:
+        # A module without moe_balance_state() serves MoEModel through the routers nn finds.
+        if callable(getattr(pl_module, "moe_balance_state", None)):
+            return pl_module
+        return _FoundRouters(pl_module) if moe_balance_state(pl_module) else pl_module
+
+    @override
     def check_module(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().check_module(trainer, pl_module)
-        if not moe_balance_state(pl_module):
+        source: MoEModel = self.interface(pl_module)
+        if not source.moe_balance_state():
             raise ValueError(
-                f"LossFreeBalancing found no supported MoE router in {type(pl_module).__name__}: "
-                "use lightning_losses.nn.TopKRouter / MoEFeedForward (e.g. CausalLM(model_type="
-                "'llama_moe')), or adapt a transformers DeepSeek-V3 model with "
-                "lightning_losses.nn.track_expert_load(model)"
+                f"LossFreeBalancing found no MoE router in {type(pl_module).__name__}: its "
+                "moe_balance_state() returned no layer"
             )
-        self._module = pl_module
+        self._source = source
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -227,7 +285,7 @@ class LossFreeBalancing(BehaviourCallback):
         self._zero(states)
         maxvio = max_violation(counts)
         self.last_maxvio_batch = maxvio
-        if (trainer.global_step + 1) % max(trainer.log_every_n_steps, 1) != 0:
+        if (trainer.global_step + 1) % self.log_interval(trainer) != 0:
             return
         logs = {"moe/maxvio_batch": maxvio.mean(), "moe/maxvio_batch_max": maxvio.max()}
         if self.log_expert_load:
@@ -268,7 +326,6 @@ class LossFreeBalancing(BehaviourCallback):
         local = torch.stack([c.float() for c in counts]) if counts else torch.zeros(0)
         return {
             **super().state_dict(),
-            "rate": self.rate,
             "pending_counts": all_gather_no_grad(local[None]).cpu(),
             "last_maxvio_batch": self.last_maxvio_batch,
         }

@@ -4,14 +4,24 @@ A behaviour = a **pure functional core** (tensors in, tensors out, unit-tested w
 plus a thin [BehaviourCallback][lightning_losses.callbacks.base.BehaviourCallback] that owns
 configuration, state and logging.
 
-One wiring for all behaviours (DYNAMICS.md §0): Lightning back-propagates what `training_step`
-returns, so a behaviour that changes the objective cannot act from a hook after the fact. Instead,
-in `setup` the callback checks the module (`check_module`, failing with a clear message when the
-module cannot serve it) and attaches itself to the module under its `role` (a
+One wiring for all behaviours (the design page `docs/design/callbacks.md` walks through it):
+Lightning back-propagates what `training_step` returns, so a behaviour that changes the objective
+cannot act from a hook after the fact. Instead, in `setup` the callback checks the module
+(`check_module`) and attaches itself to the module under its `role` (a
 [Role][lightning_losses.mixins.loss.Role] constant); the module, through
 [LossMixin][lightning_losses.mixins.LossMixin], calls it inside the training step. In `teardown`
 it detaches. If the module never calls it during the first training step, the callback raises
 (`RuntimeError` naming the method the module must call) instead of training silently without it.
+
+What a behaviour needs from the module is a runtime-checkable `Protocol`, declared as the
+callback's `requires`; `check_module` names the Protocol and the missing method or attribute:
+
+| behaviour | `requires` | in practice, the module |
+|---|---|---|
+| `LossReweighting`, `EMAGradientProjection` | `LossModel` | inherits `LossMixin` |
+| `PLDResampling` | `PLDScorer` | has `pld_candidate_losses(batch, *reuse)` |
+| `HardPatchMining` | `HPMModel` (`HPMTeacherModel` with the EMA teacher) | predicts patch losses |
+| `LossFreeBalancing` | `MoEModel` | contains our MoE routers |
 
 Where each behaviour acts:
 
@@ -33,6 +43,9 @@ What the base owns, so that no behaviour carries it alone:
 - `optimizer_stepped(trainer)`: whether an optimizer step happened since the last call (safe under
   gradient accumulation: `global_step` advanced);
 - `scoring(pl_module)`: eval mode + `torch.no_grad()`, training mode restored;
+- the configuration check on resume: `config()` (the hyperparameters named in `config_keys`) is
+  saved in `state_dict`, and `load_state_dict` warns (rank zero) naming every hyperparameter whose
+  value differs from the checkpoint's, with both values; the current configuration is used;
 - logging through `pl_module.log` only (no private Lightning API).
 """
 
@@ -44,27 +57,18 @@ from typing import Any, ClassVar
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
 from lightning_losses.distributed import all_gather_no_grad, get_rank
-from lightning_losses.mixins.loss import (
-    AUX_GRADIENT_HANDLER_ATTR,
-    GRADIENT_HANDLER_ATTR,
-    SAMPLE_WEIGHTER_ATTR,
-    GradientHandler,
-    LossMixin,
-    Role,
-    SampleWeighter,
-)
+from lightning_losses.mixins.loss import GradientHandler, LossModel, Role, SampleWeighter
 from lightning_losses.validation import check_int
 
 __all__ = [
-    "AUX_GRADIENT_HANDLER_ATTR",
-    "GRADIENT_HANDLER_ATTR",
-    "SAMPLE_WEIGHTER_ATTR",
     "BehaviourCallback",
     "GradientHandler",
+    "LossModel",
     "Role",
     "SampleWeighter",
     "generator_state",
@@ -96,25 +100,90 @@ def resume_seed(seed: int, rank: int, global_step: int) -> int:
     return seed + rank + _STEP_STRIDE * (global_step + 1)
 
 
+def _protocol_members(protocol: type) -> dict[str, str]:
+    # {name: "method" | "attribute"} over the Protocol and the Protocols it extends.
+    members: dict[str, str] = {}
+    for cls in reversed(protocol.__mro__):
+        if not getattr(cls, "_is_protocol", False) or cls.__module__ == "typing":
+            continue
+        for name in getattr(cls, "__annotations__", {}):
+            if not name.startswith("_"):
+                members[name] = "attribute"
+        for name, value in vars(cls).items():
+            if name.startswith("_") or name in members:
+                continue
+            members[name] = "method" if callable(value) else "attribute"
+    return members
+
+
+def _missing_members(obj: object, protocol: type) -> list[tuple[str, str]]:
+    # getattr, not isinstance: Python >= 3.12 checks Protocols statically and would miss what
+    # nn.Module serves through __getattr__ (submodules, parameters, buffers).
+    missing = []
+    for name, kind in _protocol_members(protocol).items():
+        try:
+            value = getattr(obj, name)
+        except AttributeError:
+            missing.append((name, kind))
+            continue
+        if kind == "method" and not callable(value):
+            missing.append((name, kind))
+    return missing
+
+
 class BehaviourCallback(Callback):
     """Base class of every behaviour callback.
 
-    Subclasses set `role` (a [Role][lightning_losses.mixins.loss.Role] constant: the module
-    attribute they attach as, or `None` for callbacks that only act in hooks),
-    `requires_loss_mixin`, and `call_hint` (what the module must call, quoted in the "attached
-    but never called" error), and may extend `check_module`. A subclass that needs randomness
-    passes `seed=` to `__init__` and draws from `self.generator`. Hooks that a subclass overrides
-    (`setup`, `teardown`, `on_train_start`, `on_train_batch_end`, `state_dict`,
-    `load_state_dict`) must call `super()`.
+    Subclasses declare, as class attributes:
+
+    - `role`: a [Role][lightning_losses.mixins.loss.Role] constant, the module attribute they
+      attach as (`None` for callbacks that only act in hooks);
+    - `requires`: the runtime-checkable `Protocol` the module must implement (`None`: any
+      module); `requires_hint` says how to get it (default: the first line of the Protocol's
+      docstring);
+    - `call_hint`: what the module must call, quoted in the "attached but never called" error
+      (`None`: the callback is not called by the module, no check);
+    - `config_keys`: the names of the hyperparameter attributes saved in `state_dict` and
+      compared on resume (override `config()` when an attribute is not named like its argument).
+
+    They may extend `check_module` for checks beyond the Protocol (values, strategies) and
+    override `interface` when a module can serve the Protocol another way. A subclass that needs
+    randomness passes `seed=` to `__init__` and draws from `self.generator`. Hooks that a
+    subclass overrides (`setup`, `teardown`, `on_train_start`, `on_train_batch_end`,
+    `state_dict`, `load_state_dict`) must call `super()`.
 
     Args:
         seed: base seed of the per-rank generator (rank `r` uses `seed + r`); `None` = no
             generator.
+
+    Example:
+        >>> from typing import Protocol, runtime_checkable
+        >>> from lightning import LightningModule
+        >>> from lightning_losses.callbacks.base import BehaviourCallback
+        >>> @runtime_checkable
+        ... class Scorer(Protocol):
+        ...     def score(self, batch): ...
+        >>> class Probe(BehaviourCallback):
+        ...     requires = Scorer
+        ...     config_keys = ("temperature",)
+        ...     def __init__(self, temperature=1.0):
+        ...         super().__init__()
+        ...         self.temperature = temperature
+        >>> Probe().check_module(None, LightningModule())
+        Traceback (most recent call last):
+            ...
+        TypeError: Probe needs the module (LightningModule) to implement Scorer:
+        missing method 'score'
+        >>> Probe(0.5).state_dict()
+        {'config': {'temperature': 0.5}}
     """
 
     role: ClassVar[str | None] = None
-    requires_loss_mixin: ClassVar[bool] = False
+    # Not a ClassVar: a behaviour whose needs depend on its arguments sets it per instance.
+    requires: type | None = None
+    requires_hint: ClassVar[str | None] = None
     call_hint: ClassVar[str | None] = None
+    config_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, seed: int | None = None) -> None:
         super().__init__()
@@ -128,6 +197,20 @@ class BehaviourCallback(Callback):
         self._generator_restored = False
 
     # -------------------------------------------------------------------------- checking
+    def interface(self, pl_module: LightningModule) -> Any:
+        """The object that must implement `requires`: the module itself by default.
+
+        A behaviour overrides it when a module can serve the Protocol another way (e.g.
+        `LossFreeBalancing` adapts modules whose MoE routers it finds on its own).
+
+        Args:
+            pl_module: the module being set up.
+
+        Returns:
+            What `check_module` checks against `requires`.
+        """
+        return pl_module
+
     def check_module(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Raise a clear `TypeError`/`ValueError` when `pl_module` cannot serve this behaviour.
 
@@ -136,15 +219,21 @@ class BehaviourCallback(Callback):
             pl_module: the module the callback is about to attach to.
 
         Raises:
-            TypeError: `requires_loss_mixin` and the module is no `LossMixin`.
+            TypeError: the module does not implement `requires`; the message names the
+                Protocol and every missing method or attribute.
             ValueError: another callback already holds this role.
         """
         name = type(self).__name__
-        if self.requires_loss_mixin and not isinstance(pl_module, LossMixin):
-            raise TypeError(
-                f"{name} needs per-sample losses: {type(pl_module).__name__} must inherit "
-                "lightning_losses.mixins.LossMixin and compute its loss with compute_loss()"
-            )
+        if self.requires is not None:
+            missing = _missing_members(self.interface(pl_module), self.requires)
+            if missing:
+                what = ", ".join(f"{kind} {member!r}" for member, kind in missing)
+                advice = self.requires_hint or (self.requires.__doc__ or "").strip().split("\n")[0]
+                hint = f"; {advice}" if advice else ""
+                raise TypeError(
+                    f"{name} needs the module ({type(pl_module).__name__}) to implement "
+                    f"{self.requires.__name__}: missing {what}{hint}"
+                )
         if self.role is not None:
             current = pl_module.__dict__.get(self.role)
             if current is not None and current is not self:
@@ -175,6 +264,18 @@ class BehaviourCallback(Callback):
         last = getattr(self, "_last_step", None)
         self._last_step = step
         return step > (0 if last is None else last)
+
+    @staticmethod
+    def log_interval(trainer: Trainer) -> int:
+        """`trainer.log_every_n_steps`, at least 1 (Lightning sets the attribute at runtime).
+
+        Args:
+            trainer: the trainer.
+
+        Returns:
+            The number of optimizer steps between two logged steps.
+        """
+        return max(int(getattr(trainer, "log_every_n_steps", 1)), 1)
 
     @staticmethod
     @contextmanager
@@ -212,9 +313,10 @@ class BehaviourCallback(Callback):
         self._called = False
         self._call_checked = False
         self._generator_restored = False
-        if stage == "fit" and getattr(self, "generator", None) is not None:
+        generator = getattr(self, "generator", None)
+        if stage == "fit" and generator is not None and self.seed is not None:
             # Distinct stream per rank; a checkpoint restore (after setup) overrides it.
-            self.generator.manual_seed(self.seed + trainer.global_rank)
+            generator.manual_seed(self.seed + trainer.global_rank)
 
     @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -225,7 +327,8 @@ class BehaviourCallback(Callback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._last_step = trainer.global_step
         generator = getattr(self, "generator", None)
-        if generator is not None and trainer.global_step > 0 and not self._generator_restored:
+        resumed = trainer.global_step > 0 and not self._generator_restored
+        if generator is not None and self.seed is not None and resumed:
             # Resumed, but the checkpoint holds no stream for this rank: a fresh, distinct one.
             generator.manual_seed(resume_seed(self.seed, trainer.global_rank, trainer.global_step))
 
@@ -244,16 +347,75 @@ class BehaviourCallback(Callback):
             )
 
     # -------------------------------------------------------------------------- state
+    def config(self) -> dict[str, Any]:
+        """The hyperparameters saved in `state_dict` and compared when a run resumes.
+
+        Returns:
+            `{name: getattr(self, name)}` over `config_keys` (override when an attribute is not
+            named like its constructor argument).
+        """
+        return {key: getattr(self, key) for key in self.config_keys}
+
     @override
     def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {}
+        config = self.config()
+        if config:
+            state["config"] = config
         generator = getattr(self, "generator", None)
-        return {} if generator is None else {"generator": generator_state(generator)}
+        if generator is not None:
+            state["generator"] = generator_state(generator)
+        return state
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.warn_on_config_change(state_dict.get("config"))
         generator = getattr(self, "generator", None)
         if generator is not None:
             self._generator_restored = restore_generator(generator, state_dict.get("generator"))
+
+    def warn_on_config_change(self, saved: dict[str, Any] | None) -> None:
+        """Warn (rank zero) naming each hyperparameter that differs from the checkpoint's.
+
+        Only the keys both configurations have are compared: a checkpoint saved without a
+        configuration (older versions) or without a newer key loads silently.
+
+        Args:
+            saved: the `"config"` entry of the checkpointed state, or `None`.
+
+        Example:
+            >>> import warnings
+            >>> from lightning_losses.callbacks import LossReweighting
+            >>> with warnings.catch_warnings(record=True) as caught:
+            ...     warnings.simplefilter("always")
+            ...     LossReweighting(kl_reg=2.0).warn_on_config_change({"kl_reg": 1.0})
+            >>> print(caught[0].message)
+            LossReweighting resumed with a configuration that differs from the checkpoint:
+            kl_reg = 1.0 in the checkpoint, 2.0 now; the current configuration is used
+        """
+        if not saved:
+            return
+        current = self.config()
+        diffs = [
+            f"{key} = {saved[key]!r} in the checkpoint, {current[key]!r} now"
+            for key in current
+            if key in saved and not _same(saved[key], current[key])
+        ]
+        if diffs:
+            rank_zero_warn(
+                f"{type(self).__name__} resumed with a configuration that differs from the "
+                f"checkpoint: {'; '.join(diffs)}; the current configuration is used",
+                category=UserWarning,
+            )
+
+
+def _same(a: Any, b: Any) -> bool:
+    # A tuple saved in a checkpoint may come back as a list; tensors compare by value.
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        return isinstance(a, Tensor) and isinstance(b, Tensor) and torch.equal(a, b)
+    return bool(a == b)
 
 
 def generator_state(generator: torch.Generator | None) -> Tensor | None:

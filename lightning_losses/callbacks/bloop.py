@@ -1,4 +1,4 @@
-r"""Bloop: gradient surgery against an EMA of the main gradient (DYNAMICS.md §4).
+r"""Bloop: gradient surgery against an EMA of the main gradient (guide: `docs/guide/bloop.md`).
 
 From *Careful with that Scalpel: Improving Gradient Surgery with an EMA* (Hsieh, Thornton, Dupont,
 Ablin; ICML 2024, arXiv:2402.02998); reference code `apple/ml-bloop` (JAX, `src/bloop/optim.py`).
@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
@@ -60,8 +60,11 @@ from typing_extensions import override
 
 from lightning_losses.callbacks.base import BehaviourCallback
 from lightning_losses.distributed import all_reduce_sum, get_world_size
-from lightning_losses.mixins.loss import Role
+from lightning_losses.mixins.loss import LossModel, Role
 from lightning_losses.validation import check_bool, check_choice, check_number
+
+if TYPE_CHECKING:
+    from torch.distributed.tensor import DTensor
 
 __all__ = [
     "EMA_STATE_KEY",
@@ -266,7 +269,7 @@ def _local(t: Tensor) -> Tensor:
     return t.to_local() if hasattr(t, "to_local") else t
 
 
-def _is_dtensor(t: Tensor) -> bool:
+def _is_dtensor(t: Tensor) -> TypeGuard[DTensor]:
     return hasattr(t, "device_mesh") and hasattr(t, "placements")
 
 
@@ -315,7 +318,12 @@ class EMAGradientProjection(BehaviourCallback):
     """
 
     role = Role.GRADIENT_HANDLER
-    requires_loss_mixin = True
+    requires = LossModel
+    requires_hint = (
+        "inherit lightning_losses.mixins.LossMixin and return self.compute_loss(..., aux={...}) "
+        "from training_step"
+    )
+    config_keys = ("ema", "lbda", "dynamic_barrier", "scope", "aux_weights", "init", "eps")
     call_hint = (
         "its training_step must compute the loss with self.compute_loss(..., aux={...}) "
         "(LossMixin) and let Lightning call LossMixin.backward (or call "
@@ -368,7 +376,7 @@ class EMAGradientProjection(BehaviourCallback):
         self._warned_non_finite = False
 
     # -- GradientHandler protocol ----------------------------------------------------------
-    def _split(self, main: Tensor, aux: Mapping[str, Tensor]) -> tuple[Tensor, Tensor | None]:
+    def _split(self, main: Tensor, aux: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         if not aux:
             raise ValueError(
                 f"{type(self).__name__} needs at least one aux objective: compute the loss with "
@@ -387,12 +395,13 @@ class EMAGradientProjection(BehaviourCallback):
             main = main + torch.stack(rest).sum()
         return main, total
 
-    def _allocate(self, params: list[Tensor]) -> None:
+    def _allocate(self, params: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        # Returns (params, aux buffers), also kept as self._params / self._aux.
         self._params = params
         self._sharded = any(_is_dtensor(p) for p in params)
         if self._sharded:
             self._aux = [torch.zeros_like(_local(p), dtype=torch.float32) for p in params]
-            return
+            return params, self._aux
         device = params[0].device if params else torch.device("cpu")
         total = sum(p.numel() for p in params)
         self._flat = torch.zeros(total, dtype=torch.float32, device=device)
@@ -401,6 +410,7 @@ class EMAGradientProjection(BehaviourCallback):
             views.append(self._flat[offset : offset + p.numel()].view(p.shape))
             offset += p.numel()
         self._aux = views
+        return params, views
 
     def backward(
         self,
@@ -427,9 +437,10 @@ class EMAGradientProjection(BehaviourCallback):
         """
         self.notify_called()
         main, aux_total = self._split(main, aux)
-        if self._params is None:
-            self._allocate([p for p in module.parameters() if p.requires_grad])
-        params = self._params
+        if self._params is None or self._aux is None:
+            params, bufs = self._allocate([p for p in module.parameters() if p.requires_grad])
+        else:
+            params, bufs = self._params, self._aux
         inv_scale = 1.0 / float(scaler.get_scale()) if scaler is not None else 1.0
         if aux_total.requires_grad and params:
             if self._sharded:
@@ -439,13 +450,13 @@ class EMAGradientProjection(BehaviourCallback):
                 for p in params:
                     p.grad = None
                 aux_total.backward(retain_graph=True)
-                for buf, p, prev in zip(self._aux, params, saved, strict=True):
+                for buf, p, prev in zip(bufs, params, saved, strict=True):
                     if p.grad is not None:
                         buf.add_(_local(p.grad).float(), alpha=inv_scale)
                     p.grad = prev
             else:
                 grads = torch.autograd.grad(aux_total, params, retain_graph=True, allow_unused=True)
-                for buf, grad in zip(self._aux, grads, strict=True):
+                for buf, grad in zip(bufs, grads, strict=True):
                     if grad is not None:
                         buf.add_(grad.float(), alpha=inv_scale)
             self._have_aux = True
@@ -456,7 +467,7 @@ class EMAGradientProjection(BehaviourCallback):
         if not self._sharded:
             return None
         groups = set()
-        for p in self._params:
+        for p in self._params or []:
             if _is_dtensor(p):
                 mesh = p.device_mesh
                 if mesh.ndim != 1 or not all(pl.is_shard() for pl in p.placements):
@@ -509,7 +520,7 @@ class EMAGradientProjection(BehaviourCallback):
     def on_before_optimizer_step(
         self, trainer: Trainer, pl_module: LightningModule, optimizer: Any
     ) -> None:
-        if self._params is None:
+        if self._params is None or self._aux is None:
             return
         optimizer = getattr(optimizer, "optimizer", optimizer)  # a LightningOptimizer wraps it
         in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
@@ -591,7 +602,7 @@ class EMAGradientProjection(BehaviourCallback):
         if not self.log_stats:
             return
         # global_step advances after this hook: the step being taken is global_step + 1.
-        if (trainer.global_step + 1) % max(trainer.log_every_n_steps, 1) != 0:
+        if (trainer.global_step + 1) % self.log_interval(trainer) != 0:
             return
         _, partials = _coefficients(h, m, scope="global", eps=self.eps, reduce_fn=self._reduce_fn())
         hm, mm, hh = partials.unbind()
@@ -662,34 +673,15 @@ class EMAGradientProjection(BehaviourCallback):
         self._reset_buffers()
         self.steps = steps
 
-    def _config(self) -> dict[str, Any]:
-        return {
-            "ema": self.ema,
-            "lbda": self.lbda,
-            "dynamic_barrier": self.dynamic_barrier,
-            "scope": self.scope,
-            "aux_weights": self.aux_weights,
-            "init": self.init,
-            "eps": self.eps,
-        }
-
     @override
     def state_dict(self) -> dict[str, Any]:
         # The EMA itself lives in the optimizer state (see the module docstring).
-        return {**super().state_dict(), "steps": self.steps, "config": self._config()}
+        return {**super().state_dict(), "steps": self.steps}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self.steps = int(state_dict.get("steps", 0))
-        saved = state_dict.get("config", {})
-        diff = {k: (v, getattr(self, k)) for k, v in saved.items() if getattr(self, k, v) != v}
-        if diff:
-            warnings.warn(
-                f"{type(self).__name__} resumed with a configuration that differs from the "
-                f"checkpoint (saved, current): {diff}; the current configuration is used",
-                stacklevel=2,
-            )
 
 
 Bloop = EMAGradientProjection

@@ -1,7 +1,7 @@
 r"""Hard-patch mining (HPM): mask the patches a teacher predicts to be hardest to reconstruct.
 
 Paper: *Hard Patches Mining for Masked Image Modeling* (Wang et al., CVPR 2023,
-arXiv:2304.05919); reference code `Haochen-Wang409/HPM`. Spec: DYNAMICS.md §1.
+arXiv:2304.05919); reference code `Haochen-Wang409/HPM`. Guide: `docs/guide/hpm.md`.
 
 The MAE carries a second decoder that predicts each patch's reconstruction loss (trained with a
 pairwise ranking objective, [loss_predictor_loss][lightning_losses.nn.mae.loss_predictor_loss]).
@@ -20,26 +20,28 @@ module reconstructs under that mask and returns the loss-predictor objective as 
 gradient accumulation), with the decay going linearly from 0.999 to 0.9999 over the first 100
 epochs and constant after (the official schedule).
 
-Module interface (checked at setup, clear error otherwise):
+Module interface, the Protocol [HPMModel][lightning_losses.callbacks.hpm.HPMModel] (checked
+at setup; the error names what is missing):
 
 - `predict_patch_loss(x) -> Tensor[B, L]`: the teacher pass on all patches;
 - `supports_external_mask = True`: `training_step` uses `batch["mask"]` when present;
-- for `teacher="ema"`: `patch_loss_model`, the `nn.Module` (with `predict_patch_loss`) whose EMA
-  copy is the teacher (e.g. the [MaskedAutoencoder][lightning_losses.nn.MaskedAutoencoder]).
+- for `teacher="ema"` ([HPMTeacherModel][lightning_losses.callbacks.hpm.HPMTeacherModel]):
+  `patch_loss_model`, the `nn.Module` (with `predict_patch_loss`) whose EMA copy is the teacher
+  (e.g. the [MaskedAutoencoder][lightning_losses.nn.MaskedAutoencoder]).
 
 Distributed: masks are per sample and need no communication; each rank draws the random part
 from its own stream (`seed + global_rank`). Under DDP every rank updates its teacher from
 identical parameters, so the teachers stay identical without a sync. Under FSDP the unsharded EMA
 copy is not supported; use `teacher="self"` (the student itself, in eval mode and `no_grad`, as
-the teacher — the labelled fallback of the spec). Checkpoint state: the teacher's weights, its
-update count, every rank's generator state and the configuration; the schedules are functions of
+the teacher; a fallback of ours, not the paper's method). Checkpoint state: the teacher's weights,
+its update count, every rank's generator state and the configuration; the schedules are functions of
 `current_epoch`/`global_step`, so a resumed run masks exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, Protocol, cast, runtime_checkable
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
@@ -49,7 +51,7 @@ from typing_extensions import override
 
 from lightning_losses.callbacks.base import BehaviourCallback
 from lightning_losses.mixins.loss import Role
-from lightning_losses.nn.mae import num_masked
+from lightning_losses.nn.patches import num_masked
 from lightning_losses.validation import (
     check_choice,
     check_finite_tensor,
@@ -58,7 +60,58 @@ from lightning_losses.validation import (
     check_tensor,
 )
 
-__all__ = ["HardPatchMining", "ema_decay_at", "hard_fraction_at", "hard_patch_mask"]
+__all__ = [
+    "HPMModel",
+    "HPMTeacherModel",
+    "HardPatchMining",
+    "ema_decay_at",
+    "hard_fraction_at",
+    "hard_patch_mask",
+]
+
+
+@runtime_checkable
+class HPMModel(Protocol):
+    """What [HardPatchMining][lightning_losses.callbacks.HardPatchMining] needs from the module.
+
+    A masked autoencoder with a loss predictor: it predicts each patch's reconstruction loss
+    (the teacher pass) and reconstructs under a mask written into the batch. Optional: a
+    `mask_ratio` attribute (the callback's default ratio) and `num_patches` on the scoring
+    network (lets the callback skip the teacher pass when no patch is chosen by score).
+    [MaskedImageModeling][lightning_losses.recipes.masked_image_modeling.MaskedImageModeling]
+    implements it.
+
+    Example:
+        >>> import torch
+        >>> from lightning_losses.callbacks.hpm import HPMModel
+        >>> class Model:
+        ...     supports_external_mask = True
+        ...     def predict_patch_loss(self, x):
+        ...         return x.flatten(1)
+        >>> isinstance(Model(), HPMModel)
+        True
+    """
+
+    supports_external_mask: bool
+    """`True`: `training_step` reconstructs under `batch["mask"]` when the batch has one."""
+
+    def predict_patch_loss(self, x: Tensor) -> Tensor:
+        """`[B, L]` predicted reconstruction losses of all patches of `[B, C, H, W]` images."""
+        ...
+
+
+@runtime_checkable
+class HPMTeacherModel(HPMModel, Protocol):
+    """[HPMModel][lightning_losses.callbacks.hpm.HPMModel] plus the network the EMA teacher copies.
+
+    Needed by `HardPatchMining(teacher="ema")` (the paper's teacher); `teacher="self"` needs only
+    `HPMModel`.
+    """
+
+    @property
+    def patch_loss_model(self) -> nn.Module:
+        """The `nn.Module` with `predict_patch_loss` whose EMA copy scores the patches."""
+        ...
 
 
 def hard_patch_mask(
@@ -163,8 +216,8 @@ class HardPatchMining(BehaviourCallback):
     r"""Write HPM masks into the batch from an EMA teacher's predicted patch losses.
 
     See the module docstring for the algorithm and the module interface, and
-    [MaskedImageModeling][lightning_losses.recipes.vision.MaskedImageModeling] for a module that
-    implements it.
+    [MaskedImageModeling][lightning_losses.recipes.masked_image_modeling.MaskedImageModeling]
+    for a module that implements it.
 
     Args:
         mask_ratio: $\rho$; `None` takes the module's `mask_ratio` (else 0.75).
@@ -192,7 +245,20 @@ class HardPatchMining(BehaviourCallback):
     """
 
     role = Role.PATCH_MINER
-    requires_loss_mixin = False
+    requires_hint = (
+        "see the HPMModel docs; "
+        "lightning_losses.recipes.masked_image_modeling.MaskedImageModeling implements it"
+    )
+    config_keys = (
+        "mask_ratio",
+        "final_hard_fraction",
+        "start_hard_fraction",
+        "schedule",
+        "schedule_length",
+        "ema_decay",
+        "ema_epochs",
+        "seed",
+    )
 
     def __init__(
         self,
@@ -227,10 +293,13 @@ class HardPatchMining(BehaviourCallback):
             else check_int("schedule_length", schedule_length, low=1)
         )
         self.teacher_mode = check_choice("teacher", teacher, ("ema", "self"))
+        # The EMA teacher copies `patch_loss_model`; the student as its own teacher does not.
+        self.requires = HPMTeacherModel if self.teacher_mode == "ema" else HPMModel
         if not isinstance(ema_decay, (tuple, list)) or len(ema_decay) != 2:
             raise TypeError(f"ema_decay must be a (start, end) pair, got {ema_decay!r}")
-        self.ema_decay = tuple(
-            check_number(f"ema_decay[{i}]", d, low=0.0, high=1.0) for i, d in enumerate(ema_decay)
+        self.ema_decay: tuple[float, float] = (
+            check_number("ema_decay[0]", ema_decay[0], low=0.0, high=1.0),
+            check_number("ema_decay[1]", ema_decay[1], low=0.0, high=1.0),
         )
         self.ema_epochs = check_int("ema_epochs", ema_epochs, low=0)
         self.image_key, self.mask_key = image_key, mask_key
@@ -269,31 +338,36 @@ class HardPatchMining(BehaviourCallback):
         """
         if self.teacher is not None:
             with self.scoring(self.teacher):
-                return self.teacher.module.predict_patch_loss(images)
+                return cast(HPMModel, self.teacher.module).predict_patch_loss(images)
         with self.scoring(pl_module):
-            return pl_module.predict_patch_loss(images)
+            return cast(HPMModel, pl_module).predict_patch_loss(images)
+
+    @staticmethod
+    def _patch_loss_model(pl_module: LightningModule) -> nn.Module:
+        return cast(HPMTeacherModel, pl_module).patch_loss_model
 
     # ------------------------------------------------------------------------- checking
+    @override
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "teacher": self.teacher_mode}
+
     @override
     def check_module(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().check_module(trainer, pl_module)
         name = type(pl_module).__name__
-        if not callable(getattr(pl_module, "predict_patch_loss", None)) or not getattr(
-            pl_module, "supports_external_mask", False
-        ):
+        if not getattr(pl_module, "supports_external_mask", False):
             raise TypeError(
-                f"HardPatchMining needs {name} to predict patch losses and take external masks: "
-                "implement `predict_patch_loss(x) -> Tensor[B, L]` (teacher pass on all patches) "
-                f"and set `supports_external_mask = True` (training_step uses batch[{self.mask_key!r}])"
+                f"HardPatchMining needs {name}.supports_external_mask = True: its training_step "
+                f"must reconstruct under batch[{self.mask_key!r}] when the batch has one"
             )
         if self.teacher_mode == "ema":
-            source = getattr(pl_module, "patch_loss_model", None)
+            source = self._patch_loss_model(pl_module)
             if not isinstance(source, nn.Module) or not callable(
                 getattr(source, "predict_patch_loss", None)
             ):
                 raise TypeError(
-                    f"HardPatchMining(teacher='ema') copies `{name}.patch_loss_model`, which must be "
-                    "an nn.Module with predict_patch_loss; expose it or use teacher='self'"
+                    f"HardPatchMining(teacher='ema') copies `{name}.patch_loss_model`, which must "
+                    "be an nn.Module with predict_patch_loss; expose it or use teacher='self'"
                 )
             from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 
@@ -314,7 +388,7 @@ class HardPatchMining(BehaviourCallback):
         )
         self._ratio = check_number("mask_ratio", ratio, low=0.0, high=1.0, high_inclusive=False)
         if stage == "fit" and self.teacher_mode == "ema" and self.teacher is None:
-            self.teacher = AveragedModel(pl_module.patch_loss_model)
+            self.teacher = AveragedModel(self._patch_loss_model(pl_module))
             self.teacher.requires_grad_(False)
             # Count the copy as one average, so the first update is an EMA step, not a copy.
             self.teacher.n_averaged.fill_(1)
@@ -373,18 +447,13 @@ class HardPatchMining(BehaviourCallback):
             return
         decay = ema_decay_at(trainer.current_epoch, *self.ema_decay, epochs=self.ema_epochs)
         self.teacher.multi_avg_fn = get_ema_multi_avg_fn(decay)
-        self.teacher.update_parameters(pl_module.patch_loss_model)
+        self.teacher.update_parameters(self._patch_loss_model(pl_module))
         pl_module.log("hpm/ema_decay", decay, on_step=True, on_epoch=False)
 
     # ---------------------------------------------------------------------------- state
     @override
     def state_dict(self) -> dict[str, Any]:
-        state = {
-            **super().state_dict(),
-            "mask_ratio": self.mask_ratio,
-            "final_hard_fraction": self.final_hard_fraction,
-            "teacher_mode": self.teacher_mode,
-        }
+        state = super().state_dict()
         if self.teacher is not None:
             state["teacher"] = {
                 k: v.detach().cpu().clone() for k, v in self.teacher.state_dict().items()

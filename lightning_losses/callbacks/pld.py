@@ -1,7 +1,7 @@
 r"""PLD: resample the positive to train on from the user's Personal Loss Distribution.
 
 Paper: *Personalized Denoising Implicit Feedback for Robust Recommender System* (Zhang et al.,
-WWW 2025, arXiv:2502.00348). Spec: DYNAMICS.md §3.
+WWW 2025, arXiv:2502.00348). Guide: `docs/guide/pld.md`.
 
 Noisy implicit interactions overlap with clean ones in the *global* loss distribution but stand
 out inside each user's own one. Every iteration, each training instance carries a pool of `k` of
@@ -27,15 +27,16 @@ Batch schema (a dict, rewritten in place):
 - `cand_noisy`: optional `BoolTensor[B, k]`, known-noisy flags (synthetic data);
 - `pos_is_noisy`: `BoolTensor[B]`, written by PLD when `cand_noisy` is present.
 
-Why a batch rewrite (DYNAMICS option (a)) rather than a sampler: a sampler runs in the data
+Why a batch rewrite rather than a sampler: a sampler runs in the data
 workers, which have no access to the current model, and the candidate losses must come from the
 model being trained *at this step*. `on_train_batch_start` sees the model and the batch, keeps
 the data pipeline model-free, and works for any module that implements the small
-[PLDScorer][lightning_losses.callbacks.pld.PLDScorer] interface:
+[PLDScorer][lightning_losses.callbacks.pld.PLDScorer] Protocol (checked at setup):
 
 - `pld_candidate_losses(batch, *reuse) -> Tensor[B, k]`: the per-candidate training loss (same
   negatives as for training). Option (a): the callback calls it (without `reuse`) in
-  `on_train_batch_start` under [BehaviourCallback.scoring][lightning_losses.callbacks.base.BehaviourCallback.scoring]
+  `on_train_batch_start` under
+  [BehaviourCallback.scoring][lightning_losses.callbacks.base.BehaviourCallback.scoring]
   (eval mode, no grad, mode restored).
 - `pld_inline: bool` (optional, default `False`). Option (b), for models whose scoring is
   expensive (LightGCN's graph propagation): with `pld_inline = True` the module calls
@@ -58,7 +59,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import MutableMapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
@@ -250,7 +251,7 @@ def pld_select(
     if pld is None:
         return None
     with torch.no_grad():
-        losses = pl_module.pld_candidate_losses(batch, *reuse)
+        losses = cast(PLDScorer, pl_module).pld_candidate_losses(batch, *reuse)
     return pld.select(batch, losses)
 
 
@@ -261,8 +262,8 @@ class PLDResampling(BehaviourCallback):
     ([PLDScorer][lightning_losses.callbacks.pld.PLDScorer]).
 
     Args:
-        temperature: $\tau > 0$ acting on *losses* (default 0.5, DYNAMICS' proposal for BPR with
-            loss scale ~0-3; sweep `{0.05, 0.1, 0.5, 1}`). `math.inf` = uniform.
+        temperature: $\tau > 0$ acting on *losses* (default 0.5, suited to BPR's loss scale
+            ~0-3; sweep `{0.05, 0.1, 0.5, 1}`). `math.inf` = uniform.
         seed: base seed; rank `r` uses `seed + r`.
         start_epoch: train with the uniform choice before this epoch (PLD needs a model that has
             learned something; 0 = from the start, as the paper).
@@ -284,7 +285,12 @@ class PLDResampling(BehaviourCallback):
     """
 
     role = Role.PLD
-    requires_loss_mixin = False
+    requires = PLDScorer
+    requires_hint = (
+        "it is scored by the callback in on_train_batch_start or, with `pld_inline = True`, by "
+        "`pld_select(self, batch, *reuse)` called inside training_step"
+    )
+    config_keys = ("temperature", "start_epoch", "seed")
     call_hint = (
         "an inline module (pld_inline=True) must call pld_select(self, batch, ...) in training_step"
     )
@@ -360,17 +366,6 @@ class PLDResampling(BehaviourCallback):
 
     # ------------------------------------------------------------------------- hooks
     @override
-    def check_module(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        super().check_module(trainer, pl_module)
-        if not callable(getattr(pl_module, "pld_candidate_losses", None)):
-            raise TypeError(
-                f"PLDResampling needs {type(pl_module).__name__} to implement the PLDScorer "
-                "interface: `pld_candidate_losses(batch, *reuse) -> Tensor[B, k]` (scored by the "
-                "callback in on_train_batch_start, or, with `pld_inline = True`, by "
-                "`pld_select(self, batch, *reuse)` called inside training_step)"
-            )
-
-    @override
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._active = trainer.current_epoch >= self.start_epoch
         self._reset_stats()
@@ -390,8 +385,9 @@ class PLDResampling(BehaviourCallback):
         if not self._active:
             self.select(batch, torch.zeros(batch["cand_items"].shape))
             return
-        with self.scoring(pl_module):  # eval (no dropout, DYNAMICS pitfall) + no_grad
-            losses = pl_module.pld_candidate_losses(batch)
+        # Eval mode: dropout would make the candidate losses noisy; no_grad: scoring only.
+        with self.scoring(pl_module):
+            losses = cast(PLDScorer, pl_module).pld_candidate_losses(batch)
         self.select(batch, losses)
 
     @override
@@ -414,13 +410,3 @@ class PLDResampling(BehaviourCallback):
             record[name] = float(value)
         self.history.append(record)
         self._reset_stats()
-
-    # ------------------------------------------------------------------------- state
-    @override
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            **super().state_dict(),
-            "temperature": self.temperature,
-            "seed": self.seed,
-            "start_epoch": self.start_epoch,
-        }

@@ -1,4 +1,4 @@
-r"""Dynamic loss-based sample reweighting (DYNAMICS.md §2).
+r"""Dynamic loss-based sample reweighting (guide: `docs/guide/reweighting.md`).
 
 From *Dynamic Loss-Based Sample Reweighting for Improved Large Language Model Pretraining* (Sow,
 Woisetschläger, Bulusu, Wang, Jacobsen, Liang; ICLR 2025, arXiv:2502.06733); reference code
@@ -19,10 +19,11 @@ softmax) and get weight 0, with a one-time rank-zero warning; the other samples'
 to 1. [LossMixin][lightning_losses.mixins.LossMixin] leaves weight-0 samples out of the sum, so the
 loss stays finite.
 
-The pure functional core is `loss_weights`; [LossReweighting][lightning_losses.callbacks.LossReweighting]
-is the thin callback: it attaches itself to a `LossMixin` module as `sample_weighter`, so the
-module's loss becomes $\sum_i w_i l_i$ inside `training_step`. A module whose `training_step`
-bypasses `compute_loss` makes the callback raise after the first step.
+The pure functional core is `loss_weights`;
+[LossReweighting][lightning_losses.callbacks.LossReweighting] is the thin callback: it attaches
+itself to a `LossMixin` module as `sample_weighter`, so the module's loss becomes
+$\sum_i w_i l_i$ inside `training_step`. A module whose `training_step` bypasses `compute_loss`
+makes the callback raise after the first step.
 
 Distributed semantics (DDP, or FSDP/`ModelParallelStrategy` with data parallelism over the world):
 with `global_normalization=True` the detached losses are all-gathered (uneven sizes allowed), the
@@ -35,7 +36,6 @@ optimised objective is $\frac{1}{world} \sum_{ranks} \sum_{i \in rank} w_i^{(ran
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
@@ -46,7 +46,7 @@ from typing_extensions import override
 
 from lightning_losses.callbacks.base import BehaviourCallback
 from lightning_losses.distributed import all_gather_no_grad, get_rank, get_world_size
-from lightning_losses.mixins.loss import Role
+from lightning_losses.mixins.loss import LossModel, Role
 from lightning_losses.validation import check_bool, check_int, check_number
 
 __all__ = ["STRATEGIES", "LossReweighting", "loss_weights", "normalize_losses", "weight_stats"]
@@ -126,9 +126,10 @@ def loss_weights(
 
     with the strategies `linupper` $f(x) = \min(x + \delta, \delta)$ (recommended), `quadratic`
     (code name `mid`) $1 - x^2/\delta^2$, `extremes` $|x|$, `upper` $x/2 + \delta/2$, and
-    `uniform` $w_i = 1/N$. $w$ maximises $\sum_i w_i f_i - r\,\mathrm{KL}(w \,\|\, \mathrm{uniform})$
-    over the simplex, so $r \to \infty$ gives uniform weights and the max/min weight ratio is at
-    most $e^{(\max f - \min f)/r}$.
+    `uniform` $w_i = 1/N$. $w$ maximises
+    $\sum_i w_i f_i - r\,\mathrm{KL}(w \,\|\, \mathrm{uniform})$ over the simplex, so
+    $r \to \infty$ gives uniform weights and the max/min weight ratio is at most
+    $e^{(\max f - \min f)/r}$.
 
     Non-finite losses (NaN, $\pm\infty$) are excluded: the statistics and the softmax run over
     the finite ones and the non-finite ones get weight exactly 0 (all weights are 0 when no loss
@@ -225,10 +226,24 @@ class LossReweighting(BehaviourCallback):
     """
 
     role = Role.SAMPLE_WEIGHTER
-    requires_loss_mixin = True
+    requires = LossModel
+    requires_hint = (
+        "inherit lightning_losses.mixins.LossMixin and compute the loss with self.compute_loss()"
+    )
     call_hint = (
         "its training_step must compute the loss with self.compute_loss(...) (LossMixin), "
         "which calls sample_weights"
+    )
+    # The schedule derives from trainer.global_step (restored by Lightning); the configuration
+    # is saved so that a resume with a different one is noticed.
+    config_keys = (
+        "strategy",
+        "kl_reg",
+        "delta",
+        "burnout_steps",
+        "kl_reg_start",
+        "kl_reg_decay_steps",
+        "global_normalization",
     )
 
     def __init__(
@@ -353,7 +368,7 @@ class LossReweighting(BehaviourCallback):
         pending, self._pending = self._pending, None
         if not self.optimizer_stepped(trainer):
             return
-        if trainer.global_step % max(trainer.log_every_n_steps, 1) != 0:
+        if trainer.global_step % self.log_interval(trainer) != 0:
             return
         self._check_non_finite()
         if not self.log_stats or pending is None:
@@ -385,33 +400,3 @@ class LossReweighting(BehaviourCallback):
             "left out of the weight statistics and get weight 0 (warned once)",
             category=UserWarning,
         )
-
-    # -- checkpointing ----------------------------------------------------------------------
-    def _config(self) -> dict[str, Any]:
-        return {
-            "strategy": self.strategy,
-            "kl_reg": self.kl_reg,
-            "delta": self.delta,
-            "burnout_steps": self.burnout_steps,
-            "kl_reg_start": self.kl_reg_start,
-            "kl_reg_decay_steps": self.kl_reg_decay_steps,
-            "global_normalization": self.global_normalization,
-        }
-
-    @override
-    def state_dict(self) -> dict[str, Any]:
-        # The schedule derives from trainer.global_step (restored by Lightning); the config is
-        # saved so that a resume with a different configuration is noticed.
-        return {**super().state_dict(), "config": self._config()}
-
-    @override
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
-        saved = state_dict.get("config", {})
-        diff = {k: (v, getattr(self, k)) for k, v in saved.items() if getattr(self, k, v) != v}
-        if diff:
-            warnings.warn(
-                "LossReweighting resumed with a configuration that differs from the checkpoint "
-                f"(saved, current): {diff}; the current configuration is used",
-                stacklevel=2,
-            )

@@ -23,11 +23,11 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, TensorDataset
 
-from lightning_losses.data.noise import inject_label_noise
+from lightning_losses.data.noise import NOISE_KINDS, inject_label_noise
 from lightning_losses.data.sampling import EpochShuffleSampler
-from lightning_losses.validation import check_int
+from lightning_losses.validation import check_choice, check_int, check_number
 
 __all__ = [
     "DigitsImageDataModule",
@@ -210,7 +210,7 @@ def load_digits_images(
     return ImageSplits(images(xtr), ytr, images(xva), yva, images(xte), yte, NUM_CLASSES)
 
 
-class _ImageDict(Dataset):
+class _ImageDict(Dataset[dict[str, Tensor]]):
     """`{"image", "label", "index", "probe_fit"}` samples from image and label tensors."""
 
     def __init__(self, images: Tensor, labels: Tensor, probe_fit: bool = False) -> None:
@@ -259,31 +259,38 @@ class ImageDataModule(LightningDataModule):
     @property
     def num_classes(self) -> int:
         """Number of classes (after `setup`)."""
-        return self.splits.num_classes
+        return self._ready().num_classes
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits is None:
             self.splits = self.build_splits()
 
+    def _ready(self) -> ImageSplits:
+        if self.splits is None:
+            raise RuntimeError(f"{type(self).__name__}: call setup() before reading the data")
+        return self.splits
+
     def train_dataloader(self) -> DataLoader:
-        s = self.splits
+        s = self._ready()
         sampler = EpochShuffleSampler(len(s.y_train), seed=self.seed)
         return DataLoader(
             _ImageDict(s.x_train, s.y_train), batch_size=self.batch_size, sampler=sampler
         )
 
     def _eval_loader(self, x: Tensor, y: Tensor) -> DataLoader:
-        s = self.splits
-        data = torch.utils.data.ConcatDataset(
+        s = self._ready()
+        data: ConcatDataset[dict[str, Tensor]] = ConcatDataset(
             [_ImageDict(s.x_train, s.y_train, probe_fit=True), _ImageDict(x, y)]
         )
         return DataLoader(data, batch_size=self.eval_batch_size)
 
     def val_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.splits.x_val, self.splits.y_val)
+        s = self._ready()
+        return self._eval_loader(s.x_val, s.y_val)
 
     def test_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.splits.x_test, self.splits.y_test)
+        s = self._ready()
+        return self._eval_loader(s.x_test, s.y_test)
 
 
 class DigitsImageDataModule(ImageDataModule):
@@ -324,6 +331,10 @@ class NoisyDigitsDataModule(LightningDataModule):
         noise_kind: `"symmetric"` or `"asymmetric"` (pair flip `c -> c+1`).
         batch_size: training batch size.
         seed: split + noise seed.
+
+    Raises:
+        TypeError: a non-numeric `noise_rate`, or a non-int `batch_size` / `seed`.
+        ValueError: `noise_rate` outside $[0, 1)$, an unknown `noise_kind`, `batch_size < 1`.
     """
 
     num_classes = NUM_CLASSES
@@ -337,25 +348,35 @@ class NoisyDigitsDataModule(LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        check_number("noise_rate", noise_rate, low=0.0, high=1.0, high_inclusive=False)
+        check_choice("noise_kind", noise_kind, NOISE_KINDS)
+        check_int("batch_size", batch_size, low=1)
+        check_int("seed", seed)
         self.save_hyperparameters()
         self.splits: DigitsSplits | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits is None:
             self.splits = load_digits_splits(
-                self.hparams.noise_rate, self.hparams.noise_kind, seed=self.hparams.seed
+                self.hparams["noise_rate"], self.hparams["noise_kind"], seed=self.hparams["seed"]
             )
 
+    def _ready(self) -> DigitsSplits:
+        if self.splits is None:
+            raise RuntimeError(f"{type(self).__name__}: call setup() before reading the data")
+        return self.splits
+
     def train_dataloader(self) -> DataLoader:
-        s = self.splits
+        s = self._ready()
         # Epoch-seeded order: a run resumed from a checkpoint sees the same batches.
-        sampler = EpochShuffleSampler(len(s.y_train), seed=self.hparams.seed)
-        return DataLoader(
-            TensorDataset(s.x_train, s.y_train), batch_size=self.hparams.batch_size, sampler=sampler
-        )
+        sampler = EpochShuffleSampler(len(s.y_train), seed=self.hparams["seed"])
+        data = TensorDataset(s.x_train, s.y_train)
+        return DataLoader(data, batch_size=self.hparams["batch_size"], sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(TensorDataset(self.splits.x_val, self.splits.y_val), batch_size=512)
+        s = self._ready()
+        return DataLoader(TensorDataset(s.x_val, s.y_val), batch_size=512)
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(TensorDataset(self.splits.x_test, self.splits.y_test), batch_size=512)
+        s = self._ready()
+        return DataLoader(TensorDataset(s.x_test, s.y_test), batch_size=512)

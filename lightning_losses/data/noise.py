@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lightning_losses.validation import check_choice, check_int, check_number, check_tensor
+
 __all__ = ["inject_label_noise"]
 
 NOISE_KINDS = ("symmetric", "asymmetric")
@@ -43,6 +45,8 @@ def inject_label_noise(
         `(noisy_labels [n], noise_mask [n] bool)`.
 
     Raises:
+        TypeError: `rate` not a real number, `num_classes` not an int, `labels` or `flip_map`
+            not a tensor.
         ValueError: an unknown `kind`, `rate` outside $[0, 1)$, fewer than 2 classes, or a
             `flip_map` that is not a `[C]` map to different classes.
 
@@ -53,13 +57,10 @@ def inject_label_noise(
         >>> int(mask.sum()), bool((noisy[mask] != y[mask]).all())
         (4, True)
     """
-    if kind not in NOISE_KINDS:
-        raise ValueError(f"kind must be one of {NOISE_KINDS}, got {kind!r}")
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"rate must be in [0, 1), got {rate}")
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be ≥ 2, got {num_classes}")
-    labels = labels.long()
+    check_choice("kind", kind, NOISE_KINDS)
+    rate = check_number("rate", rate, low=0.0, high=1.0, high_inclusive=False)
+    num_classes = check_int("num_classes", num_classes, low=2)
+    labels = check_tensor("labels", labels).long()
     noisy = labels.clone()
     mask = torch.zeros_like(labels, dtype=torch.bool)
     if kind == "symmetric":
@@ -70,7 +71,10 @@ def inject_label_noise(
         noisy[idx] = (labels[idx] + shift) % num_classes
         mask[idx] = True
         return noisy, mask
-    fmap = flip_map if flip_map is not None else (torch.arange(num_classes) + 1) % num_classes
+    if flip_map is None:
+        fmap = (torch.arange(num_classes) + 1) % num_classes
+    else:
+        fmap = check_tensor("flip_map", flip_map, floating=False)
     if fmap.shape != (num_classes,) or bool((fmap == torch.arange(num_classes)).any()):
         raise ValueError("flip_map must have shape [C] and map every class to a different class")
     for c in range(num_classes):

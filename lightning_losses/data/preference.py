@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lightning_losses.data.grammar import generate_sentence
 from lightning_losses.data.sampling import EpochShuffleSampler
+from lightning_losses.validation import check_int, check_number
 
 __all__ = [
     "PAD_TOKEN",
@@ -74,15 +75,14 @@ def synthetic_preference_pairs(
     Raises:
         ValueError: `num_pairs < 1`, `prompt_words < 1`, `min_response_words < 2` or
             `max_response_words < min_response_words`.
+        TypeError: a count that is not an int.
     """
-    if num_pairs < 1 or prompt_words < 1 or not 2 <= min_response_words <= max_response_words:
-        raise ValueError(
-            "num_pairs and prompt_words must be >= 1 and 2 <= min_response_words <= "
-            f"max_response_words, got {num_pairs}, {prompt_words}, {min_response_words}, "
-            f"{max_response_words}"
-        )
+    check_int("num_pairs", num_pairs, low=1)
+    check_int("prompt_words", prompt_words, low=1)
+    check_int("min_response_words", min_response_words, low=2)
+    check_int("max_response_words", max_response_words, low=min_response_words)
     rng = random.Random(seed)
-    pairs = []
+    pairs: list[dict[str, str]] = []
     while len(pairs) < num_pairs:
         words = _words(generate_sentence(rng))
         prompt, response = words[:prompt_words], words[prompt_words:]
@@ -121,7 +121,7 @@ class WordVocab:
         return [self.stoi[w] for w in text.split()]
 
 
-class PreferencePairDataset(Dataset):
+class PreferencePairDataset(Dataset[dict[str, Tensor]]):
     """Tokenized pairs: `[bos] prompt response [eos]` per side, right-padded to `max_length + 1`.
 
     Args:
@@ -138,7 +138,7 @@ class PreferencePairDataset(Dataset):
         self, pairs: list[dict[str, str]], vocab: WordVocab, max_length: int, flipped: Tensor
     ) -> None:
         self.flipped = flipped
-        rows = {"chosen": [], "rejected": []}
+        rows: dict[str, list[tuple[Tensor, Tensor]]] = {"chosen": [], "rejected": []}
         for i, pair in enumerate(pairs):
             prompt = [vocab.stoi[BOS_TOKEN], *vocab.encode(pair["prompt"])]
             for side in ("chosen", "rejected"):
@@ -221,11 +221,13 @@ class PreferenceDataModule(LightningDataModule):
             ("max_length", max_length),
             ("batch_size", batch_size),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"--data.{name} must be a positive int, got {value!r}")
-        if not 0.0 <= flip_fraction < 0.5:
-            raise ValueError(f"--data.flip_fraction must be in [0, 0.5), got {flip_fraction}")
+            check_int(f"--data.{name}", value, low=1)
+        check_number("--data.flip_fraction", flip_fraction, low=0.0, high=0.5, high_inclusive=False)
         self.save_hyperparameters()
+        self.num_pairs, self.num_val_pairs = num_pairs, num_val_pairs
+        self.prompt_words, self.max_response_words = prompt_words, max_response_words
+        self.max_length, self.batch_size, self.flip_fraction = max_length, batch_size, flip_fraction
+        self.seed, self.num_workers = seed, num_workers
         self.vocab: WordVocab | None = None
         self.train_set: PreferencePairDataset | None = None
         self.val_set: PreferencePairDataset | None = None
@@ -240,35 +242,40 @@ class PreferenceDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        hp = self.hparams
-        kw = {"prompt_words": hp.prompt_words, "max_response_words": hp.max_response_words}
-        train = synthetic_preference_pairs(hp.num_pairs, **kw, seed=hp.seed)
-        val = synthetic_preference_pairs(hp.num_val_pairs, **kw, seed=hp.seed + 10_000)
+        kw = {"prompt_words": self.prompt_words, "max_response_words": self.max_response_words}
+        train = synthetic_preference_pairs(self.num_pairs, **kw, seed=self.seed)
+        val = synthetic_preference_pairs(self.num_val_pairs, **kw, seed=self.seed + 10_000)
         self.vocab = WordVocab([p[k] for p in train + val for k in ("prompt", "chosen")])
-        g = torch.Generator().manual_seed(hp.seed + 1)
+        g = torch.Generator().manual_seed(self.seed + 1)
         flipped = torch.zeros(len(train), dtype=torch.bool)
-        flipped[torch.randperm(len(train), generator=g)[: int(len(train) * hp.flip_fraction)]] = (
-            True
-        )
-        self.train_set = PreferencePairDataset(train, self.vocab, hp.max_length, flipped)
+        n_flip = int(len(train) * self.flip_fraction)
+        flipped[torch.randperm(len(train), generator=g)[:n_flip]] = True
+        self.train_set = PreferencePairDataset(train, self.vocab, self.max_length, flipped)
         self.val_set = PreferencePairDataset(
-            val, self.vocab, hp.max_length, torch.zeros(len(val), dtype=torch.bool)
+            val, self.vocab, self.max_length, torch.zeros(len(val), dtype=torch.bool)
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def _dataset(self, split: str) -> PreferencePairDataset:
+        ds = self.train_set if split == "train" else self.val_set
+        if ds is None:
+            raise RuntimeError("call setup() first")
+        return ds
+
+    def train_dataloader(self) -> DataLoader[dict[str, Tensor]]:
         # Epoch-seeded order: a resumed run sees the same batches as an uninterrupted one.
+        train_set = self._dataset("train")
         return DataLoader(
-            self.train_set,
-            batch_size=self.hparams.batch_size,
-            sampler=EpochShuffleSampler(len(self.train_set), seed=self.hparams.seed),
+            train_set,
+            batch_size=self.batch_size,
+            sampler=EpochShuffleSampler(len(train_set), seed=self.seed),
             drop_last=True,
-            num_workers=self.hparams.num_workers,
+            num_workers=self.num_workers,
         )
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader[dict[str, Tensor]]:
         return DataLoader(
-            self.val_set,
-            batch_size=self.hparams.batch_size,
+            self._dataset("val"),
+            batch_size=self.batch_size,
             shuffle=False,
-            num_workers=self.hparams.num_workers,
+            num_workers=self.num_workers,
         )

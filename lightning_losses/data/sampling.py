@@ -14,6 +14,8 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Sampler
 
+from lightning_losses.validation import check_int
+
 __all__ = ["EpochShuffleSampler"]
 
 
@@ -25,6 +27,7 @@ class EpochShuffleSampler(Sampler[int]):
         seed: base seed; epoch `e` draws its permutation from seed `seed + e`.
 
     Raises:
+        TypeError: `num_samples` or `seed` not an int.
         ValueError: a negative `num_samples`.
 
     Example:
@@ -35,10 +38,8 @@ class EpochShuffleSampler(Sampler[int]):
     """
 
     def __init__(self, num_samples: int, seed: int = 0) -> None:
-        if num_samples < 0:
-            raise ValueError(f"num_samples must be ≥ 0, got {num_samples}")
-        self.num_samples = num_samples
-        self.seed = seed
+        self.num_samples = check_int("num_samples", num_samples, low=0)
+        self.seed = check_int("seed", seed)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:

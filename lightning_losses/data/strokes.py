@@ -114,7 +114,11 @@ def synthetic_strokes(
 
 
 class StrokesDataModule(ImageDataModule):
-    """Synthetic strokes as dict batches (the [ImageDataModule][lightning_losses.data.digits.ImageDataModule] layout).
+    """Synthetic strokes as dict batches.
+
+    The [ImageDataModule][lightning_losses.data.digits.ImageDataModule] layout: training batches
+    `{"image", "label", "index", "probe_fit"}`, evaluation loaders that serve the training images
+    first (for the linear probe).
 
     Args:
         num_train: training images.
@@ -150,8 +154,10 @@ class StrokesDataModule(ImageDataModule):
     def build_splits(self) -> ImageSplits:
         hp = self.hparams
         parts = [
-            synthetic_strokes(count, hp.image_size, num_classes=hp.num_classes, seed=hp.seed + i)
-            for i, count in enumerate((hp.num_train, hp.num_val, hp.num_test))
+            synthetic_strokes(
+                count, hp["image_size"], num_classes=hp["num_classes"], seed=hp["seed"] + i
+            )
+            for i, count in enumerate((hp["num_train"], hp["num_val"], hp["num_test"]))
         ]
         return ImageSplits(
             parts[0].images,
@@ -160,5 +166,5 @@ class StrokesDataModule(ImageDataModule):
             parts[1].labels,
             parts[2].images,
             parts[2].labels,
-            hp.num_classes,
+            hp["num_classes"],
         )

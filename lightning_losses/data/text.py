@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from lightning.pytorch import LightningDataModule
@@ -30,6 +31,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from lightning_losses.data.grammar import generate_corpus
 from lightning_losses.data.sampling import EpochShuffleSampler
+from lightning_losses.data.tokenizer import EOS_TOKEN, train_or_load_tokenizer
+from lightning_losses.validation import check_int, check_number
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 __all__ = ["BlockDataset", "TextDataModule", "pack_blocks", "read_text"]
 
@@ -102,7 +108,7 @@ def pack_blocks(ids: list[int] | Tensor, block_size: int, *, name: str = "corpus
     return ids[idx]
 
 
-class BlockDataset(Dataset):
+class BlockDataset(Dataset[dict[str, Tensor]]):
     """Items `{"input_ids", "labels", "index", "kind"}` from packed `[n, T + 1]` blocks.
 
     Args:
@@ -182,8 +188,7 @@ class TextDataModule(LightningDataModule):
             ("num_docs", num_docs),
             ("num_duplicate_sources", num_duplicate_sources),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"--data.{name} must be a positive int, got {value!r}")
+            check_int(f"--data.{name}", value, low=1)
         if val_fraction is None:
             val_fraction = 0.0 if val_path is not None else 0.05
         if val_path is not None and val_fraction != 0:
@@ -196,19 +201,22 @@ class TextDataModule(LightningDataModule):
                 f"--data.val_fraction must be in (0, 1), got {val_fraction} (0 only together "
                 "with --data.val_path)"
             )
-        if (
-            duplicate_fraction < 0
-            or garble_fraction < 0
-            or duplicate_fraction + garble_fraction >= 1
-        ):
+        check_number("--data.duplicate_fraction", duplicate_fraction, low=0.0)
+        check_number("--data.garble_fraction", garble_fraction, low=0.0)
+        if duplicate_fraction + garble_fraction >= 1:
             raise ValueError(
                 "--data.duplicate_fraction and --data.garble_fraction must be >= 0 with a sum "
                 f"< 1, got {duplicate_fraction} and {garble_fraction}"
             )
         self.save_hyperparameters()
-        self.hparams.val_fraction = val_fraction
-        self.block_size = block_size
-        self.tokenizer = None
+        self.hparams["val_fraction"] = val_fraction
+        self.path, self.val_path, self.val_fraction = path, val_path, val_fraction
+        self.block_size, self.batch_size = block_size, batch_size
+        self.bpe_vocab_size = vocab_size  # the target; `tokenizer_vocab_size` is the actual size
+        self.num_docs, self.tokenizer_dir, self.seed = num_docs, tokenizer_dir, seed
+        self.duplicate_fraction, self.garble_fraction = duplicate_fraction, garble_fraction
+        self.num_duplicate_sources, self.num_workers = num_duplicate_sources, num_workers
+        self.tokenizer: Tokenizer | None = None
         self.train_set: BlockDataset | None = None
         self.val_set: BlockDataset | None = None
 
@@ -218,52 +226,62 @@ class TextDataModule(LightningDataModule):
         return [d.strip() for d in text.split("\n\n") if d.strip()]
 
     def _documents(self) -> tuple[list[str], list[str]]:
-        hp = self.hparams
-        text = generate_corpus(hp.num_docs, hp.seed) if hp.path is None else read_text(hp.path)
+        if self.path is None:
+            text = generate_corpus(self.num_docs, self.seed)
+        else:
+            text = read_text(self.path)
         docs = self._split_documents(text)
-        if hp.val_path is not None:
-            val = self._split_documents(read_text(hp.val_path))
+        if self.val_path is not None:
+            val = self._split_documents(read_text(self.val_path))
             if not val:
-                raise ValueError(f"--data.val_path {hp.val_path!r} holds no text")
+                raise ValueError(f"--data.val_path {self.val_path!r} holds no text")
             return docs, val
         if len(docs) < 2:
             # One long document: hold out its tail.
-            cut = int(len(text) * (1 - hp.val_fraction))
+            cut = int(len(text) * (1 - self.val_fraction))
             return [text[:cut]], [text[cut:]]
         order = list(range(len(docs)))
-        random.Random(hp.seed).shuffle(order)
-        n_val = max(1, round(len(docs) * hp.val_fraction))
+        random.Random(self.seed).shuffle(order)
+        n_val = max(1, round(len(docs) * self.val_fraction))
         val = [docs[i] for i in sorted(order[:n_val])]
         train = [docs[i] for i in sorted(order[n_val:])]
         return train, val
 
+    def _trained_tokenizer(self) -> Tokenizer:
+        if self.tokenizer is None:
+            raise RuntimeError("call setup() first")
+        return self.tokenizer
+
     def _encode(self, docs: list[str]) -> list[int]:
-        eos = self.tokenizer.token_to_id("<|endoftext|>")
+        tokenizer = self._trained_tokenizer()
+        eos = tokenizer.token_to_id(EOS_TOKEN)
+        if eos is None:  # a tokenizer from `train_or_load_tokenizer` always has it
+            raise ValueError(f"the tokenizer has no {EOS_TOKEN!r} token")
         ids: list[int] = []
-        for enc in self.tokenizer.encode_batch(docs):
+        for enc in tokenizer.encode_batch(docs):
             ids.extend(enc.ids)
             ids.append(eos)
         return ids
 
     def _corrupt(self, blocks: Tensor) -> tuple[Tensor, Tensor]:
-        hp = self.hparams
         n = len(blocks)
         kinds = torch.zeros(n, dtype=torch.long)
-        n_dup, n_garb = int(n * hp.duplicate_fraction), int(n * hp.garble_fraction)
+        n_dup, n_garb = int(n * self.duplicate_fraction), int(n * self.garble_fraction)
         if n_dup + n_garb == 0:
             return blocks, kinds
-        g = torch.Generator().manual_seed(hp.seed + 1)
+        g = torch.Generator().manual_seed(self.seed + 1)
         perm = torch.randperm(n, generator=g)
-        sources = perm[: hp.num_duplicate_sources]
-        dup_idx = perm[hp.num_duplicate_sources : hp.num_duplicate_sources + n_dup]
-        garb_idx = perm[
-            hp.num_duplicate_sources + n_dup : hp.num_duplicate_sources + n_dup + n_garb
-        ]
+        n_src = self.num_duplicate_sources
+        sources = perm[:n_src]
+        dup_idx = perm[n_src : n_src + n_dup]
+        garb_idx = perm[n_src + n_dup : n_src + n_dup + n_garb]
         blocks = blocks.clone()
         pick = torch.randint(len(sources), (len(dup_idx),), generator=g)
         blocks[dup_idx] = blocks[sources[pick]]
         blocks[garb_idx] = torch.randint(
-            self.tokenizer.get_vocab_size(), (len(garb_idx), blocks.shape[1]), generator=g
+            self._trained_tokenizer().get_vocab_size(),
+            (len(garb_idx), blocks.shape[1]),
+            generator=g,
         )
         kinds[dup_idx] = DUPLICATE
         kinds[garb_idx] = GARBLED
@@ -272,21 +290,15 @@ class TextDataModule(LightningDataModule):
     # -- LightningDataModule ---------------------------------------------------------------------
     def prepare_data(self) -> None:
         # Local rank 0 trains and caches the tokenizer; the other ranks load it in setup.
-        from lightning_losses.data.tokenizer import train_or_load_tokenizer
-
         train, _ = self._documents()
-        train_or_load_tokenizer(
-            "\n\n".join(train), self.hparams.vocab_size, self.hparams.tokenizer_dir
-        )
+        train_or_load_tokenizer("\n\n".join(train), self.bpe_vocab_size, self.tokenizer_dir)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        from lightning_losses.data.tokenizer import train_or_load_tokenizer
-
         train, val = self._documents()
         self.tokenizer = train_or_load_tokenizer(
-            "\n\n".join(train), self.hparams.vocab_size, self.hparams.tokenizer_dir
+            "\n\n".join(train), self.bpe_vocab_size, self.tokenizer_dir
         )
         train_blocks = pack_blocks(self._encode(train), self.block_size, name="training text")
         self.train_set = BlockDataset(*self._corrupt(train_blocks))
@@ -297,25 +309,30 @@ class TextDataModule(LightningDataModule):
     @property
     def tokenizer_vocab_size(self) -> int:
         """Actual vocabulary size of the trained tokenizer (at most `vocab_size`)."""
-        if self.tokenizer is None:
-            raise RuntimeError("call setup() first")
-        return self.tokenizer.get_vocab_size()
+        return self._trained_tokenizer().get_vocab_size()
 
-    def train_dataloader(self) -> DataLoader:
+    def _dataset(self, split: str) -> BlockDataset:
+        ds = self.train_set if split == "train" else self.val_set
+        if ds is None:
+            raise RuntimeError("call setup() first")
+        return ds
+
+    def train_dataloader(self) -> DataLoader[dict[str, Tensor]]:
         # Epoch-seeded order (not shuffle=True with a generator, whose running state a resumed
         # run does not have): epoch e's permutation depends only on (seed, e).
+        train_set = self._dataset("train")
         return DataLoader(
-            self.train_set,
-            batch_size=self.hparams.batch_size,
-            sampler=EpochShuffleSampler(len(self.train_set), seed=self.hparams.seed),
+            train_set,
+            batch_size=self.batch_size,
+            sampler=EpochShuffleSampler(len(train_set), seed=self.seed),
             drop_last=True,
-            num_workers=self.hparams.num_workers,
+            num_workers=self.num_workers,
         )
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader[dict[str, Tensor]]:
         return DataLoader(
-            self.val_set,
-            batch_size=self.hparams.batch_size,
+            self._dataset("val"),
+            batch_size=self.batch_size,
             shuffle=False,
-            num_workers=self.hparams.num_workers,
+            num_workers=self.num_workers,
         )

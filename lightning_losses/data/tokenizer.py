@@ -3,9 +3,11 @@
 The tokenizer is trained on the training corpus at first use (seconds for a few MB) and cached
 under `<cache_dir>/<sha256(corpus)[:16]>-v<vocab_size>/tokenizer.json`. The default cache
 directory is `$LIGHTNING_LOSSES_CACHE/tokenizers` or `~/.cache/lightning_losses/tokenizers`.
-Byte-level BPE (GPT-2 style, Sennrich et al. arXiv:1508.07909; Radford et al. 2019) never
-produces unknown tokens, so any UTF-8 text can be encoded. `tokenizers` is the `[nlp]` extra
-(`transformers` depends on it too), imported only when a tokenizer is trained or loaded.
+Byte-level BPE (BPE from *Neural Machine Translation of Rare Words with Subword Units*, Sennrich
+et al., ACL 2016, arXiv:1508.07909; on bytes as in GPT-2, *Language Models are Unsupervised
+Multitask Learners*, Radford et al., 2019) never produces unknown tokens, so any UTF-8 text can
+be encoded. `tokenizers` is the `[nlp]` extra (`transformers` depends on it too), imported only
+when a tokenizer is trained or loaded.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+from lightning_losses.validation import check_int
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 __all__ = ["EOS_TOKEN", "default_cache_dir", "train_or_load_tokenizer"]
 
@@ -33,12 +40,13 @@ def default_cache_dir() -> Path:
 
 def train_or_load_tokenizer(
     text: str, vocab_size: int = 1024, cache_dir: str | Path | None = None
-) -> Any:
+) -> Tokenizer:
     """Return a `tokenizers.Tokenizer` trained on `text` (loaded from the cache if present).
 
     Args:
         text: the training corpus.
-        vocab_size: target vocabulary size (including the 256 byte tokens and `<|endoftext|>`).
+        vocab_size: target vocabulary size, at least 258 (the 256 byte tokens,
+            `<|endoftext|>` and one merge).
         cache_dir: where `<hash>-v<vocab>/tokenizer.json` lives (default
             `default_cache_dir()`).
 
@@ -46,7 +54,8 @@ def train_or_load_tokenizer(
         The tokenizer.
 
     Raises:
-        ValueError: `vocab_size` below 258.
+        ValueError: `vocab_size` below 258 (named as `--data.vocab_size`).
+        TypeError: `vocab_size` is not an int.
         ImportError: `tokenizers` is missing (the `[nlp]` extra).
     """
     try:
@@ -56,10 +65,7 @@ def train_or_load_tokenizer(
             'the BPE tokenizer needs tokenizers: pip install "lightning-losses[nlp]"'
         ) from err
 
-    if vocab_size < 258:
-        raise ValueError(
-            f"--data.vocab_size must be >= 258 (256 bytes + specials), got {vocab_size}"
-        )
+    check_int("--data.vocab_size", vocab_size, low=258)  # 256 bytes + specials
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
     path = Path(cache_dir or default_cache_dir()) / f"{digest}-v{vocab_size}" / "tokenizer.json"
     if path.exists():

@@ -47,7 +47,7 @@ class ClassificationBatch:
         return self._log_probs
 
     def log_p_target(self) -> Tensor:
-        """The one helper for ``log p_y`` ``[M]`` of hard targets (the log-probability of the label).
+        """The one helper for ``log p_y`` ``[M]`` of hard targets (log-probability of the label).
 
         When `log_probs()` was already computed for this batch, its entries at the targets are
         returned (one graph, nothing recomputed). Otherwise a fused function computes the value
@@ -97,7 +97,8 @@ def prepare_classification(
     if target.is_floating_point():
         if not allow_soft:
             raise TypeError(
-                f"{target_name} must hold integer class indices for this loss, got dtype {target.dtype}"
+                f"{target_name} must hold integer class indices for this loss, "
+                f"got dtype {target.dtype}"
             )
         if target.shape != input.shape:
             raise ValueError(

@@ -4,7 +4,8 @@ What lives here, once: input checks for embeddings and labels, the cross-rank ga
 gradient (`gather_batch`), and the `EmbeddingLoss` module base that declares how a loss behaves
 under `torch.distributed`.
 
-Distributed semantics of a loss built with `gather_distributed=True` (`DistributedSemantics.GATHER`):
+Distributed semantics of a loss built with `gather_distributed=True`
+(`DistributedSemantics.GATHER`):
 every rank computes the losses of its *local* anchors against the batch gathered from all ranks
 (gradients flow back to the rank that owns each row). `reduction="none"` stays local (one value
 per local anchor, so sample reweighting never double-counts), and the per-rank `"mean"` is the
@@ -198,7 +199,7 @@ def gather_batch(
 
     Example:
         >>> import torch
-        >>> from lightning_losses.losses._embedding import gather_batch
+        >>> from lightning_losses.functional import gather_batch
         >>> z, y, offset = gather_batch(torch.ones(4, 2), torch.arange(4), gather_distributed=True)
         >>> z.shape, offset  # a single process: the identity
         (torch.Size([4, 2]), 0)
@@ -213,7 +214,7 @@ def gather_batch(
 
 
 class DistributedSemantics:
-    """How a loss behaves under `torch.distributed`, declared as `EmbeddingLoss.distributed_semantics`.
+    """How a loss behaves under `torch.distributed`: `EmbeddingLoss.distributed_semantics`.
 
     - `LOCAL`: the loss of each rank's batch is independent of the other ranks (nothing to gather;
       DDP's gradient averaging gives the mean over ranks).
@@ -245,7 +246,7 @@ class EmbeddingLoss(Loss):
         validate_args: run the checks that need a host sync.
         **hparams: the subclass's validated hyperparameters; among them `gather_distributed`
             (`GATHER` losses only: all-gather the batch across ranks with gradient, see
-            [gather_batch][lightning_losses.losses.gather_batch] for the exact semantics; a
+            [gather_batch][lightning_losses.functional.gather_batch] for the exact semantics; a
             `LOCAL` loss given it raises `TypeError`).
     """
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from functools import cache
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -46,15 +45,19 @@ class Loss(nn.Module):
     """Base of every `lightning_losses` loss module.
 
     A subclass sets `functional` (its functional form, where the math lives), `input_kind`, and
-    `target_arg` (the `forward` argument that holds class indices, or `None`), and writes an
+    `target_arg` (the `forward` argument that holds class indices, or `None`), writes an
     `__init__` with its explicit signature that validates the hyperparameters with *the same*
-    checker its functional uses and hands them to `super().__init__(**hparams)`. The base then
-    owns the rest:
+    checker its functional uses and hands them to `super().__init__(**hparams)`, and writes a
+    `forward` with its explicit signature (the functional's call-time arguments, same names and
+    defaults) whose body is one call, `return self._call_functional(input, target)`. So
+    `help()`, IDEs and LightningCLI see the real arguments, while the math and the
+    hyperparameter plumbing stay written once (a subclass without a `forward` falls back to a
+    generic `forward(*args, **kwargs)`, which hides them). The base owns the rest:
 
     - hyperparameters stored once, in `hparams` (tensors such as a class `weight` become buffers,
       so they follow `.to(device)` and are saved in `state_dict`); non-finite tensors are rejected;
-    - `forward(*args, **kwargs)` calls `functional(*args, **kwargs, **hparams, reduction=...,
-      validate_args=...)`;
+    - `_call_functional(*args, **kwargs)` calls `functional(*args, **kwargs, **hparams,
+      reduction=..., validate_args=...)`;
     - `extra_repr` prints every hyperparameter (`FocalLoss(gamma=2.0, ...)`);
     - `element_mask(*args, **kwargs)`: which elements of a `reduction="none"` result count.
 
@@ -65,12 +68,35 @@ class Loss(nn.Module):
             finiteness of tensor arguments) on every call. Turn off in hot loops once the
             pipeline is known to be correct; shape and type checks always run.
         **hparams: the loss's validated hyperparameters.
+
+    Example:
+        >>> import torch
+        >>> from torch import Tensor
+        >>> from lightning_losses.losses import Loss
+        >>> def scaled_l1_loss(input, target, *, scale=1.0, reduction="mean", validate_args=True):
+        ...     return scale * (input - target).abs().mean()
+        >>> class ScaledL1Loss(Loss):
+        ...     functional = staticmethod(scaled_l1_loss)
+        ...     def __init__(self, scale: float = 1.0, reduction: str = "mean") -> None:
+        ...         super().__init__(reduction=reduction, scale=scale)
+        ...     def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        ...         "Loss of `input [N, *]` against `target [N, *]`."
+        ...         return self._call_functional(input, target)
+        >>> ScaledL1Loss(scale=2.0)(torch.zeros(3), torch.ones(3))
+        tensor(2.)
+        >>> ScaledL1Loss(scale=2.0)
+        ScaledL1Loss(scale=2.0, reduction='mean')
     """
 
     registry_name: ClassVar[str] = ""
-    functional: ClassVar[Callable[..., Tensor] | None] = None
+    functional: ClassVar[Callable[..., Any] | None] = None
     input_kind: ClassVar[str] = InputKind.CLASSIFICATION
     target_arg: ClassVar[str | None] = "target"
+
+    if TYPE_CHECKING:
+        # Hyperparameters are set by name in `__init__`; to a type checker they are `Any`, not
+        # the `Tensor | Module` that `nn.Module.__getattr__` declares.
+        def __getattr__(self, name: str) -> Any: ...
 
     def __init__(self, *, reduction: str = "mean", validate_args: bool = True, **hparams: Any):
         super().__init__()
@@ -89,19 +115,39 @@ class Loss(nn.Module):
         """The hyperparameters passed to `functional` (buffers included), by name."""
         return {name: getattr(self, name) for name in self._hparam_names}
 
-    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
+    def _functional_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments the module adds to every call of `functional`.
+
+        The stored hyperparameters, `reduction` and `validate_args`. A module whose functional
+        also takes the module's own state (learnable parameters, running statistics, a random
+        generator) adds it here, so `forward` passes only what its caller gives.
+        """
+        return {**self.hparams, "reduction": self.reduction, "validate_args": self.validate_args}
+
+    def _call_functional(self, *args: Any, **kwargs: Any) -> Any:
+        """`functional(*args, **kwargs, **self._functional_kwargs())`: the body of every `forward`.
+
+        `args` and `kwargs` are `forward`'s own arguments. A keyword argument that names a
+        stored hyperparameter overrides it for this call, unless it is `None` (then the stored
+        value is used): `LogitAdjustedLoss.forward(input, target, class_priors=None)`.
+        """
         fn = type(self).functional
         if fn is None:
-            raise NotImplementedError(
-                f"{type(self).__name__} must set `functional` or override forward"
-            )
-        return fn(
-            *args,
-            **kwargs,
-            **self.hparams,
-            reduction=self.reduction,
-            validate_args=self.validate_args,
-        )
+            raise NotImplementedError(f"{type(self).__name__} must set `functional`")
+        stored = self._functional_kwargs()
+        for name, value in kwargs.items():
+            if value is not None or name not in stored:
+                stored[name] = value
+        return fn(*args, **stored)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
+        """Fallback for a subclass that writes no `forward`: `self._call_functional(...)`.
+
+        It hides the loss's arguments from `help()`, IDEs and LightningCLI, so every built-in
+        loss writes its own `forward` (checked for every registered loss by
+        `tests/losses/test_signatures.py`); `element_mask` then binds the functional's signature.
+        """
+        return self._call_functional(*args, **kwargs)
 
     def element_mask(self, *args: Any, **kwargs: Any) -> Tensor | None:
         """Boolean mask of the elements that count in a `reduction="none"` result, or `None`.
@@ -113,7 +159,8 @@ class Loss(nn.Module):
         ignore_index = getattr(self, "ignore_index", None)
         if self.target_arg is None or ignore_index is None:
             return None
-        target = _bind(type(self))(*args, **kwargs).arguments.get(self.target_arg)
+        bound = _forward_signature(type(self)).bind_partial(*args, **kwargs)
+        target = bound.arguments.get(self.target_arg)
         if not isinstance(target, Tensor) or target.is_floating_point():
             return None
         return target != ignore_index
@@ -126,15 +173,21 @@ class Loss(nn.Module):
         return ", ".join(parts)
 
 
-@cache
-def _bind(cls: type[Loss]) -> Callable[..., inspect.BoundArguments]:
-    # The functional's signature names the forward arguments (forward itself is `*args`).
-    target = cls.functional if cls.forward is Loss.forward else cls.forward
-    signature = inspect.signature(target)
-    if cls.forward is not Loss.forward:
-        params = list(signature.parameters.values())[1:]  # drop `self`
-        signature = signature.replace(parameters=params)
-    return signature.bind_partial
+_FORWARD_SIGNATURES: dict[type[Loss], inspect.Signature] = {}
+
+
+def _forward_signature(cls: type[Loss]) -> inspect.Signature:
+    # The arguments `forward` takes, computed once per class: its own signature without `self`,
+    # or, for a subclass that kept the generic fallback, the functional's.
+    signature = _FORWARD_SIGNATURES.get(cls)
+    if signature is None:
+        if cls.forward is Loss.forward and cls.functional is not None:
+            signature = inspect.signature(cls.functional)
+        else:
+            full = inspect.signature(cls.forward)
+            signature = full.replace(parameters=list(full.parameters.values())[1:])
+        _FORWARD_SIGNATURES[cls] = signature
+    return signature
 
 
 def _short_repr(value: Any) -> str:

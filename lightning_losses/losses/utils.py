@@ -2,8 +2,7 @@
 
 The effective-number weights come from *Class-Balanced Loss Based on Effective Number of
 Samples* (Cui et al., CVPR 2019, arXiv:1901.05555); inverse and inverse-square-root frequency
-weights are the classic baselines (used e.g. in the class-imbalance study of code-comment
-classification, CATALOG A23).
+weights are the classic baselines it compares with.
 """
 
 from __future__ import annotations
@@ -13,7 +12,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from lightning_losses.validation import check_choice, check_number
+from lightning_losses.validation import (
+    check_choice,
+    check_class_indices,
+    check_int,
+    check_number,
+    check_tensor,
+)
 
 __all__ = ["ClassBalancedWeights", "class_balanced_weights"]
 
@@ -50,7 +55,7 @@ def class_balanced_weights(
         dtype: floating dtype of the result.
 
     Example:
-        >>> from lightning_losses.losses.utils import class_balanced_weights
+        >>> from lightning_losses.functional import class_balanced_weights
         >>> class_balanced_weights([10, 30])  # ∝ (1/10, 1/30), sum = 2
         tensor([1.5000, 0.5000])
     """
@@ -77,10 +82,11 @@ def class_balanced_weights(
 
 
 class ClassBalancedWeights:
-    r"""Class-balanced per-class weights (CATALOG A23) as a reusable, configurable object.
+    r"""Class-balanced per-class weights as a reusable, configurable object.
 
     Configure once (e.g. in a YAML), then produce `weight=` for any loss from class counts or from
-    the training labels. Same math as [class_balanced_weights][lightning_losses.losses.class_balanced_weights]:
+    the training labels. Same math as
+    [class_balanced_weights][lightning_losses.functional.class_balanced_weights]:
     inverse frequency, inverse square root, or the effective number of samples
     $w_c \propto (1-\beta)/(1-\beta^{n_c})$, normalised to $\sum_c w_c = C$.
 
@@ -114,17 +120,9 @@ class ClassBalancedWeights:
         self, labels: Tensor, num_classes: int, dtype: torch.dtype = torch.float32
     ) -> Tensor:
         """Weights `[C]` from integer training labels (every class must occur at least once)."""
-        if not isinstance(labels, Tensor) or labels.is_floating_point():
-            raise TypeError(
-                f"labels must be an integer tensor, got {getattr(labels, 'dtype', type(labels))}"
-            )
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-        flat = labels.reshape(-1)
-        if flat.numel() and bool(((flat < 0) | (flat >= num_classes)).any()):
-            raise ValueError(
-                f"labels must lie in [0, {num_classes}), got {flat.min().item()}..{flat.max().item()}"
-            )
+        check_tensor("labels", labels, floating=False)
+        num_classes = check_int("num_classes", num_classes, low=1)
+        flat, _, _ = check_class_indices(labels, num_classes, ignore_index=None, name="labels")
         return self(torch.bincount(flat, minlength=num_classes), dtype=dtype)
 
     def __repr__(self) -> str:

@@ -1,24 +1,24 @@
-"""LightningModule mixins that supply catalog losses to any model."""
+"""LightningModule mixins: catalog losses with the behaviour seams, CLI-replaceable optimizers."""
 
 from lightning_losses.mixins.loss import (
-    AUX_GRADIENT_HANDLER_ATTR,
-    GRADIENT_HANDLER_ATTR,
-    SAMPLE_WEIGHTER_ATTR,
+    CriterionSpec,
     GradientHandler,
     LossMixin,
+    LossModel,
     LossOutput,
     Role,
     SampleWeighter,
     build_criterion,
 )
+from lightning_losses.mixins.optimizers import OptimizerMixin
 
 __all__ = [
-    "AUX_GRADIENT_HANDLER_ATTR",
-    "GRADIENT_HANDLER_ATTR",
-    "SAMPLE_WEIGHTER_ATTR",
+    "CriterionSpec",
     "GradientHandler",
     "LossMixin",
+    "LossModel",
     "LossOutput",
+    "OptimizerMixin",
     "Role",
     "SampleWeighter",
     "build_criterion",

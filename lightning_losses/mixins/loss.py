@@ -1,9 +1,10 @@
-r"""`LossMixin`: a LightningModule mixin that supplies a catalog loss, per-sample reduction and a backward seam.
+r"""`LossMixin`: a LightningModule mixin for a catalog loss, per-sample reduction, a backward seam.
 
 Lightning back-propagates the loss that `training_step` returns and lets callbacks read but not
 replace it. So the module computes **per-sample** losses and reduces them itself, asking the
 behaviour callbacks attached to it for what they own. A callback attaches itself in `setup` as a
-module attribute named after its *role* (the constants of [Role][lightning_losses.mixins.loss.Role]):
+module attribute named after its *role* (the constants of
+[Role][lightning_losses.mixins.loss.Role]):
 
 - `Role.SAMPLE_WEIGHTER` (`pl_module.sample_weighter`): `sample_weights(per_sample.detach())`
   returns `[B]` weights; the main loss becomes $\sum_i w_i \ell_i$
@@ -13,8 +14,12 @@ module attribute named after its *role* (the constants of [Role][lightning_losse
   and decides how they become gradients
   ([GradientHandler][lightning_losses.mixins.loss.GradientHandler]; Bloop, Jacobian aggregators).
 
-The role constants live here, below the callbacks in the dependency order, and are re-exported by
-`lightning_losses.callbacks.base`.
+A behaviour that needs these seams requires its module to be a
+[LossModel][lightning_losses.mixins.loss.LossModel], which every `LossMixin` subclass is. The
+criterion a module is built with is a
+[CriterionSpec][lightning_losses.mixins.loss.CriterionSpec]. The role constants live here, below
+the callbacks in the dependency order, and are re-exported by `lightning_losses.callbacks.base`;
+the design page `docs/design/callbacks.md` explains the roles, hooks and seams.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import copy
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeAlias, runtime_checkable
 
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
@@ -35,11 +40,10 @@ if TYPE_CHECKING:
     from lightning.pytorch import LightningModule
 
 __all__ = [
-    "AUX_GRADIENT_HANDLER_ATTR",
-    "GRADIENT_HANDLER_ATTR",
-    "SAMPLE_WEIGHTER_ATTR",
+    "CriterionSpec",
     "GradientHandler",
     "LossMixin",
+    "LossModel",
     "LossOutput",
     "Role",
     "SampleWeighter",
@@ -49,6 +53,12 @@ __all__ = [
 
 class Role:
     """The module attribute names behaviour callbacks attach as (one callback per role).
+
+    In `setup` a behaviour callback stores itself on the module under its role (a plain attribute,
+    not a submodule) and removes itself in `teardown`; a second callback of the same role on the
+    same module is refused. The module (through `LossMixin`) calls the callbacks of the roles it
+    has seams for; the other roles mark which behaviour is attached, so two of a kind cannot act
+    on one module.
 
     Example:
         >>> from lightning_losses.mixins import Role
@@ -61,19 +71,34 @@ class Role:
     GRADIENT_HANDLER: ClassVar[str] = "gradient_handler"
     """Called by `LossMixin.backward`: turns the main loss and the aux objectives into gradients."""
     PLD: ClassVar[str] = "pld"
-    """`PLDResampling`: called by the callback itself or by the module's inline scoring."""
+    """`PLDResampling`: rewrites the batch's positives; called by the callback itself in
+    `on_train_batch_start`, or by the module's inline scoring (`pld_select(self, batch, ...)`)."""
     PATCH_MINER: ClassVar[str] = "patch_miner"
-    """Reserved for hard-patch mining (masked image modeling)."""
+    """`HardPatchMining`: writes the hard-patch mask into the batch in `on_train_batch_start`
+    and keeps the EMA teacher that scores the patches (the module only reads `batch["mask"]`)."""
     LOAD_BALANCER: ClassVar[str] = "load_balancer"
-    """Reserved for loss-free MoE load balancing."""
+    """`LossFreeBalancing`: updates every MoE router's selection bias from the step's expert
+    loads in `on_before_optimizer_step` (the routers count the loads themselves)."""
 
 
-SAMPLE_WEIGHTER_ATTR = Role.SAMPLE_WEIGHTER
-GRADIENT_HANDLER_ATTR = Role.GRADIENT_HANDLER
-# Stage-1 name of the gradient role; the role itself is now `Role.GRADIENT_HANDLER`.
-AUX_GRADIENT_HANDLER_ATTR = Role.GRADIENT_HANDLER
+CriterionSpec: TypeAlias = str | Mapping[str, Any]
+"""A criterion as a configuration file or the command line can give it (the recipes' type).
 
-CriterionSpec = str | Mapping[str, Any] | nn.Module
+One of:
+
+- a registry name: `"poly"` (see `lightning_losses.registry.get_loss`);
+- a dict with a registry name and constructor keyword arguments: `{"name": "poly",
+  "epsilon": 2.0}`;
+- a LightningCLI-style dict: `{"class_path": "package.module.Class", "init_args": {...}}`.
+
+`LossMixin.configure_criterion` and `build_criterion` also take an `nn.Module` with a
+`reduction` attribute (every catalog loss, every `torch.nn` loss; one whose reduction is not
+`"none"` is deep-copied and set to `"none"`), and so do the recipes in Python. `nn.Module` is
+left out of this alias on purpose: in a LightningCLI signature it would make `--model.help` list
+every `nn.Module` subclass.
+
+Recipes import it as `from lightning_losses.mixins import CriterionSpec`.
+"""
 
 
 @runtime_checkable
@@ -106,9 +131,10 @@ class GradientHandler(Protocol):
       optimization, 1 in manual) and, under fp16 AMP, by the grad scaler's current scale. So
       `torch.autograd.backward([main, *aux.values()])` reproduces the default backward exactly.
     - `accumulation_factor`: the float applied, for handlers that keep their own buffers.
-    - `scaler`: the AMP grad scaler (`trainer.precision_plugin.scaler`) or `None`. Lightning unscales
-      `p.grad` before `on_before_optimizer_step`; a gradient the handler keeps elsewhere (e.g. from
-      `torch.autograd.grad`) is still scaled and must be divided by `scaler.get_scale()`.
+    - `scaler`: the AMP grad scaler (`trainer.precision_plugin.scaler`) or `None`. Lightning
+      unscales `p.grad` before `on_before_optimizer_step`; a gradient the handler keeps elsewhere
+      (e.g. from `torch.autograd.grad`) is still scaled and must be divided by
+      `scaler.get_scale()`.
 
     Under DDP, DDP's reducer must run **once** per backward: compute every separate gradient with
     `torch.autograd.grad(aux_total, params, retain_graph=True)` (it bypasses DDP's hooks, so the
@@ -129,6 +155,40 @@ class GradientHandler(Protocol):
         accumulation_factor: float,
         scaler: Any | None,
     ) -> None: ...
+
+
+@runtime_checkable
+class LossModel(Protocol):
+    """The seams sample weighters and gradient handlers need: inherit `LossMixin` for them.
+
+    `LossReweighting` (role `sample_weighter`) and `EMAGradientProjection` (role
+    `gradient_handler`) require it. In practice: inherit
+    [LossMixin][lightning_losses.mixins.LossMixin] and compute the training loss with
+    `self.compute_loss(...)`; the mixin implements every method below. A module that implements
+    them itself must call the attached callbacks as `LossMixin` does, or the callback raises
+    after the first training step.
+
+    Example:
+        >>> from lightning import LightningModule
+        >>> from lightning_losses.mixins import LossMixin, LossModel
+        >>> class Model(LossMixin, LightningModule): ...
+        >>> isinstance(Model(), LossModel), isinstance(LightningModule(), LossModel)
+        (True, False)
+    """
+
+    def compute_loss(self, *args: Any, **kwargs: Any) -> LossOutput:
+        """Per-sample losses of the criterion, reduced through `reduce_per_sample`."""
+        ...
+
+    def reduce_per_sample(
+        self, per_sample: Tensor, sample_mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Reduce `[B]` losses; calls the attached `sample_weighter` in training."""
+        ...
+
+    def route_backward(self, handler: Any, output: LossOutput) -> None:
+        """Hand the step's main and aux objectives to the attached `gradient_handler`."""
+        ...
 
 
 @dataclass
@@ -161,7 +221,7 @@ class LossOutput:
         return torch.stack([v.to(self.loss.dtype) for v in self.aux.values()]).sum()
 
     def to_dict(self) -> dict[str, Any]:
-        """The dict `training_step` returns (DYNAMICS.md §0); Lightning reads `"loss"`."""
+        """The dict `training_step` returns; Lightning back-propagates its `"loss"`."""
         return {
             "loss": self.loss,
             "main": self.main,
@@ -193,7 +253,7 @@ def _warn_reduction(name: str, reduction: Any) -> None:
     )
 
 
-def build_criterion(criterion: CriterionSpec, **overrides: Any) -> nn.Module:
+def build_criterion(criterion: CriterionSpec | nn.Module, **overrides: Any) -> nn.Module:
     """Build a criterion that returns unreduced losses (`reduction="none"`).
 
     A requested `reduction` other than `"none"`/`"mean"` (e.g. `"sum"`) is replaced by `"none"`
@@ -257,7 +317,8 @@ def build_criterion(criterion: CriterionSpec, **overrides: Any) -> nn.Module:
     if module.reduction != "none":
         _warn_reduction(type(module).__name__, module.reduction)
         module = copy.deepcopy(module)
-        module.reduction = "none"
+        # setattr: nn.Module's typing declares every unknown attribute a Tensor or a Module.
+        setattr(module, "reduction", "none")  # noqa: B010
     return module
 
 
@@ -310,8 +371,16 @@ class LossMixin:
     loss_granularity: str = "sample"
     accepted_input_kinds: ClassVar[tuple[str, ...] | None] = None
 
+    if TYPE_CHECKING:  # provided by the LightningModule this mixin is combined with
+
+        def log(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None: ...
+
+        def manual_backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None: ...
+
     # ------------------------------------------------------------------------------ building
-    def configure_criterion(self, criterion: CriterionSpec, **overrides: Any) -> nn.Module:
+    def configure_criterion(
+        self, criterion: CriterionSpec | nn.Module, **overrides: Any
+    ) -> nn.Module:
         """Build the criterion (see `build_criterion`), check its input kind, register it.
 
         Args:
@@ -332,7 +401,8 @@ class LossMixin:
             raise ValueError(
                 f"criterion {type(module).__name__} takes {kind!r} inputs, but "
                 f"{type(self).__name__} accepts only {tuple(accepted)} losses; choose a loss of "
-                "an accepted kind (each loss class declares its `input_kind`: get_loss_class(name).input_kind)"
+                "an accepted kind (each loss class declares its `input_kind`: "
+                "get_loss_class(name).input_kind)"
             )
         self.criterion = module
         return module
@@ -467,8 +537,9 @@ class LossMixin:
             main=main,
             extras=dict(extras or {}),
         )
-        if aux:
-            output.loss = main + output.aux_total
+        aux_total = output.aux_total
+        if aux_total is not None:
+            output.loss = main + aux_total
         if getattr(self, "training", False) and torch.is_grad_enabled():
             # Read by `backward` (gradient handler) and cleared there.
             self.__dict__["_last_loss_output"] = output
@@ -497,7 +568,7 @@ class LossMixin:
             "sync_dist": not on_step,
         }
         self.log(f"{stage}/loss", output.loss.detach(), prog_bar=True, **common)
-        if output.aux:
+        if output.aux and output.main is not None:
             self.log(f"{stage}/loss_main", output.main.detach(), **common)
         for name, value in output.aux.items():
             self.log(f"{stage}/{name}", value.detach(), **common)
@@ -553,7 +624,16 @@ class LossMixin:
         Args:
             handler: the [GradientHandler][lightning_losses.mixins.loss.GradientHandler].
             output: the step's `LossOutput`.
+
+        Raises:
+            ValueError: `output.main` is `None` (the output was not built by `compute_loss`).
         """
+        if output.main is None:
+            raise ValueError(
+                "output.main is None: the gradient handler needs the main objective apart from "
+                "the aux ones; build the LossOutput with self.compute_loss(...)"
+            )
+        main = output.main
         factor = self._accumulation_factor()
         scaler = self._grad_scaler()
 
@@ -564,7 +644,7 @@ class LossMixin:
         _notify(handler)
         handler.backward(
             self,
-            scale(output.main),
+            scale(main),
             {name: scale(value) for name, value in output.aux.items()},
             accumulation_factor=factor,
             scaler=scaler,
@@ -584,4 +664,4 @@ class LossMixin:
             **kwargs: forwarded to `manual_backward`.
         """
         self.__dict__["_last_loss_output"] = output
-        self.manual_backward(output.loss, *args, **kwargs)  # type: ignore[attr-defined]
+        self.manual_backward(output.loss, *args, **kwargs)

@@ -1,6 +1,9 @@
 """Modules the behaviours and recipes need (recommendation models, ...)."""
 
+from lightning_losses.nn.backbones import build_backbone
+from lightning_losses.nn.causal_lm import build_causal_lm
 from lightning_losses.nn.mae import MaskedAutoencoder
+from lightning_losses.nn.mae_metrics import pairwise_ranking_accuracy
 from lightning_losses.nn.moe import (
     BalanceState,
     ExpertLoad,
@@ -9,11 +12,11 @@ from lightning_losses.nn.moe import (
     TopKRouter,
     build_moe_llama,
     collect_balance_loss,
-    load_balancing_loss,
     moe_balance_state,
     moe_token_mask,
     track_expert_load,
 )
+from lightning_losses.nn.patches import masked_rows, num_masked, patchify, random_patch_mask
 from lightning_losses.nn.recsys import LightGCN, MatrixFactorization, normalized_adjacency
 
 __all__ = [
@@ -25,11 +28,17 @@ __all__ = [
     "MoEFeedForward",
     "RouterOutput",
     "TopKRouter",
+    "build_backbone",
+    "build_causal_lm",
     "build_moe_llama",
     "collect_balance_loss",
-    "load_balancing_loss",
+    "masked_rows",
     "moe_balance_state",
     "moe_token_mask",
     "normalized_adjacency",
+    "num_masked",
+    "pairwise_ranking_accuracy",
+    "patchify",
+    "random_patch_mask",
     "track_expert_load",
 ]

@@ -1,24 +1,27 @@
 r"""A small masked autoencoder (MAE) with an auxiliary patch-loss predictor, for hard-patch mining.
 
-Paper: *Hard Patches Mining for Masked Image Modeling* (Wang et al., CVPR 2023,
+Papers: *Hard Patches Mining for Masked Image Modeling* (Wang et al., CVPR 2023,
 arXiv:2304.05919), on top of *Masked Autoencoders Are Scalable Vision Learners* (He et al., CVPR
-2022, arXiv:2111.06377). Spec: DYNAMICS.md §1. timm ships ViT blocks but no MAE, so the model is
-assembled here from timm's `PatchEmbed` and `Block`:
+2022, arXiv:2111.06377). timm ships ViT blocks but no MAE, so the model is assembled here from
+timm's `PatchEmbed` and `Block`:
 
 - the **encoder** embeds the patches, adds fixed 2-D sin-cos positions and runs its blocks on the
   *visible* patches only;
 - the **reconstruction decoder** (lighter) puts a learned mask token at every masked position,
-  restores the original patch order and predicts each patch's pixels;
+  restores the original patch order and predicts each patch's pixels, scored by the catalog's
+  [norm_pix_loss][lightning_losses.functional.norm_pix_loss];
 - the **loss-predictor decoder** (same shape as the reconstruction decoder, one output per patch)
   predicts how hard each patch is to reconstruct. It is trained on the *detached*
   reconstruction losses with the paper's relative (pairwise ranking) objective
-  ([loss_predictor_loss][lightning_losses.nn.mae.loss_predictor_loss]).
+  ([loss_predictor_loss][lightning_losses.nn.mae.loss_predictor_loss], model-internal).
 
 Masks are external: `forward(x, mask)` takes a boolean `[B, L]` mask (True = masked) with the same
 number of masked patches in every image, so a callback (hard-patch mining) or the caller decides
-what is hidden. Both decoders work in the original patch order, so predictions, targets and
-predicted losses stay index-aligned with the mask (the reference code slices `[:, -mask_num:]`
-because it appends the mask tokens last; nothing like that is needed here).
+what is hidden (patch layout: [patchify][lightning_losses.nn.patches.patchify]; MAE's masks:
+[random_patch_mask][lightning_losses.nn.patches.random_patch_mask]). Both decoders work in the
+original patch order, so predictions, targets and predicted losses stay index-aligned with the
+mask (the reference code slices `[:, -mask_num:]` because it appends the mask tokens last;
+nothing like that is needed here).
 """
 
 from __future__ import annotations
@@ -28,83 +31,24 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from lightning_losses.losses._numerics import upcast
+from lightning_losses.losses.reconstruction.norm_pix import norm_pix_loss
+from lightning_losses.nn.patches import check_patch_mask, check_patch_rows, masked_rows, patchify
 from lightning_losses.validation import (
     check_bool,
     check_choice,
     check_int,
     check_number,
-    check_same_shape,
     check_tensor,
 )
 
 __all__ = [
     "MAEOutput",
     "MaskedAutoencoder",
-    "NormPixLoss",
     "loss_predictor_loss",
-    "masked_rows",
-    "norm_pix_loss",
-    "num_masked",
-    "pairwise_ranking_accuracy",
-    "patchify",
-    "random_patch_mask",
     "sincos_pos_embed_2d",
 ]
 
 PREDICTOR_MODES = ("relative", "absolute", "none")
-
-
-def num_masked(num_patches: int, mask_ratio: float) -> int:
-    """How many of `num_patches` are masked: $M = L - \\lfloor L (1 - \\rho) \\rfloor$ (as MAE).
-
-    Args:
-        num_patches: $L$.
-        mask_ratio: $\\rho \\in [0, 1)$.
-
-    Returns:
-        $M$.
-
-    Example:
-        >>> from lightning_losses.nn.mae import num_masked
-        >>> num_masked(16, 0.75), num_masked(64, 0.75), num_masked(49, 0.75)
-        (12, 48, 37)
-    """
-    check_int("num_patches", num_patches, low=1)
-    mask_ratio = check_number("mask_ratio", mask_ratio, low=0.0, high=1.0, high_inclusive=False)
-    return num_patches - int(num_patches * (1 - mask_ratio))
-
-
-def patchify(images: Tensor, patch_size: int) -> Tensor:
-    """`[B, C, H, W]` images to `[B, L, p·p·C]` patches, row-major (MAE's layout).
-
-    Args:
-        images: `[B, C, H, W]`, with `H` and `W` multiples of `patch_size`.
-        patch_size: $p$.
-
-    Returns:
-        `[B, (H/p)(W/p), p·p·C]`.
-
-    Raises:
-        ValueError: not 4-D, or sides not divisible by `patch_size`.
-
-    Example:
-        >>> import torch
-        >>> from lightning_losses.nn.mae import patchify
-        >>> x = torch.arange(16.0).reshape(1, 1, 4, 4)
-        >>> patchify(x, 2)[0, 1]
-        tensor([2., 3., 6., 7.])
-    """
-    check_tensor("images", images, floating=True)
-    p = check_int("patch_size", patch_size, low=1)
-    if images.ndim != 4 or images.shape[2] % p or images.shape[3] % p:
-        raise ValueError(
-            f"images must be [B, C, H, W] with H and W multiples of patch_size={p}, "
-            f"got {tuple(images.shape)}"
-        )
-    b, c, h, w = images.shape
-    x = images.reshape(b, c, h // p, p, w // p, p)
-    return torch.einsum("bchpwq->bhwpqc", x).reshape(b, (h // p) * (w // p), p * p * c)
 
 
 def sincos_pos_embed_2d(dim: int, grid: int) -> Tensor:
@@ -142,153 +86,6 @@ def sincos_pos_embed_2d(dim: int, grid: int) -> Tensor:
     return torch.cat([embed(cols), embed(rows)], dim=1).float()
 
 
-def random_patch_mask(
-    batch_size: int,
-    num_patches: int,
-    mask_ratio: float,
-    *,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-) -> Tensor:
-    """Uniformly random masks with exactly `num_masked(L, mask_ratio)` True per row (MAE's).
-
-    Args:
-        batch_size: $B$.
-        num_patches: $L$.
-        mask_ratio: $\\rho \\in [0, 1)$.
-        generator: CPU generator for the draw (`None`: the global one).
-        device: where the mask goes.
-
-    Returns:
-        `BoolTensor[B, L]`, True = masked.
-
-    Example:
-        >>> import torch
-        >>> from lightning_losses.nn.mae import random_patch_mask
-        >>> m = random_patch_mask(3, 16, 0.75, generator=torch.Generator().manual_seed(0))
-        >>> m.sum(1).tolist()
-        [12, 12, 12]
-    """
-    n_mask = num_masked(num_patches, mask_ratio)
-    noise = torch.rand(batch_size, num_patches, generator=generator)
-    ids = noise.argsort(dim=1, descending=True)[:, :n_mask]
-    mask = torch.zeros(batch_size, num_patches, dtype=torch.bool)
-    mask.scatter_(1, ids, True)
-    return mask.to(device) if device is not None else mask
-
-
-def _check_mask(mask: Tensor, batch_size: int, num_patches: int) -> int:
-    check_tensor("mask", mask)
-    if mask.dtype != torch.bool:
-        raise TypeError(f"mask must be a bool tensor [B, L] (True = masked), got {mask.dtype}")
-    if mask.shape != (batch_size, num_patches):
-        raise ValueError(
-            f"mask must have shape [B, L] = {(batch_size, num_patches)}, got {tuple(mask.shape)}"
-        )
-    counts = mask.sum(1)
-    if batch_size and bool((counts != counts[0]).any()):
-        raise ValueError(
-            "mask must mask the same number of patches in every image (the encoder batches the "
-            f"visible patches), got counts {sorted(set(counts.tolist()))}"
-        )
-    n_mask = int(counts[0]) if batch_size else 0
-    if n_mask == num_patches:
-        raise ValueError("mask hides every patch; at least one patch must stay visible")
-    return n_mask
-
-
-def norm_pix_loss(
-    pred: Tensor, target: Tensor, *, normalize: bool = True, eps: float = 1e-6
-) -> Tensor:
-    r"""Per-patch reconstruction MSE on (per-patch normalised) pixels, MAE's `norm_pix_loss`.
-
-    $$
-    \ell_{b,i} = \frac{1}{P}\sum_{k=1}^{P}\Big(\hat x_{b,i,k} - \frac{x_{b,i,k} - \mu_{b,i}}
-    {\sqrt{\sigma^2_{b,i} + \epsilon}}\Big)^2,
-    $$
-
-    with $\mu_{b,i}$ and $\sigma^2_{b,i}$ the mean and unbiased variance of patch $i$'s $P$ target
-    pixels (MAE, arXiv:2111.06377; `normalize=False` uses the raw pixels). A blank patch has
-    $\sigma^2 = 0$ and normalises to zeros (no division by zero thanks to $\epsilon$).
-
-    Args:
-        pred: `[B, L, P]` predicted pixels.
-        target: `[B, L, P]` target pixels (`patchify` of the images).
-        normalize: normalise each target patch by its own mean and variance.
-        eps: added to the variance.
-
-    Returns:
-        `[B, L]` per-patch losses (float32 for half inputs).
-
-    Raises:
-        TypeError: non-floating inputs.
-        ValueError: shapes differ, are not 3-D, or `P < 2` with `normalize`.
-
-    Example:
-        >>> import torch
-        >>> from lightning_losses.nn.mae import norm_pix_loss
-        >>> target = torch.tensor([[[0.0, 2.0]]])
-        >>> norm_pix_loss(torch.zeros(1, 1, 2), target, normalize=False)
-        tensor([[2.]])
-        >>> norm_pix_loss(torch.tensor([[[-0.7071, 0.7071]]]), target)
-        tensor([[0.]])
-    """
-    check_tensor("pred", pred, floating=True)
-    check_tensor("target", target, floating=True)
-    check_same_shape("pred", pred, "target", target)
-    check_bool("normalize", normalize)
-    eps = check_number("eps", eps, low=0.0)
-    if pred.ndim != 3:
-        raise ValueError(f"pred must have shape [B, L, P], got {tuple(pred.shape)}")
-    if normalize and pred.shape[-1] < 2:
-        raise ValueError("normalize=True needs at least 2 pixels per patch (P ≥ 2)")
-    pred, target = upcast(pred), upcast(target)
-    if normalize:
-        mean = target.mean(dim=-1, keepdim=True)
-        var = target.var(dim=-1, keepdim=True)  # unbiased, as MAE
-        target = (target - mean) / (var + eps).sqrt()
-    return (pred - target).pow(2).mean(dim=-1)
-
-
-class NormPixLoss(nn.Module):
-    """Module form of [norm_pix_loss][lightning_losses.nn.mae.norm_pix_loss] for `LossMixin`.
-
-    It returns the unreduced `[B, L]` per-patch losses (`reduction="none"`); `LossMixin` then
-    averages each image's masked patches (`element_mask=mask`).
-
-    Args:
-        normalize: normalise each target patch by its mean and variance.
-        eps: added to the variance.
-
-    Example:
-        >>> import torch
-        >>> from lightning_losses.nn.mae import NormPixLoss
-        >>> NormPixLoss(normalize=False)(torch.zeros(1, 2, 3), torch.ones(1, 2, 3))
-        tensor([[1., 1.]])
-    """
-
-    reduction = "none"
-
-    def __init__(self, normalize: bool = True, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.normalize = check_bool("normalize", normalize)
-        self.eps = check_number("eps", eps, low=0.0)
-
-    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
-        return norm_pix_loss(pred, target, normalize=self.normalize, eps=self.eps)
-
-
-def _check_pair(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-    check_tensor("pred", pred, floating=True)
-    check_tensor("target", target, floating=True)
-    check_same_shape("pred", pred, "target", target)
-    if pred.ndim != 2:
-        raise ValueError(
-            f"pred must have shape [B, M] (one row per image), got {tuple(pred.shape)}"
-        )
-    return upcast(pred), upcast(target).detach()
-
-
 def loss_predictor_loss(
     pred: Tensor, target: Tensor, *, mode: str = "relative", eps: float = 1e-6
 ) -> Tensor:
@@ -307,6 +104,12 @@ def loss_predictor_loss(
     valid pair (all ties) gives 0 (still attached to `pred`). Absolute mode: the MSE between $p$
     and $\ell$ standardised per image, $(\ell - \bar\ell_b)/\sqrt{\operatorname{var}_b \ell +
     \epsilon}$.
+
+    Model-internal, not a catalog loss: its target is the model's own detached reconstruction
+    loss and its normalisation runs over the pairs of the whole batch, so it has no per-sample
+    `reduction="none"` form and only makes sense for the loss-predictor head of
+    [MaskedAutoencoder][lightning_losses.nn.mae.MaskedAutoencoder] (see its
+    [predictor_loss][lightning_losses.nn.mae.MaskedAutoencoder.predictor_loss]).
 
     Args:
         pred: `[B, M]` predicted losses of the masked patches.
@@ -330,7 +133,7 @@ def loss_predictor_loss(
         >>> round(good.item(), 4), round(bad.item(), 4)
         (0.0025, 6.0021)
     """
-    pred, target = _check_pair(pred, target)
+    pred, target = check_patch_rows(pred, target)
     check_choice("mode", mode, ("relative", "absolute"))
     eps = check_number("eps", eps, low=0.0)
     if mode == "absolute":
@@ -349,33 +152,6 @@ def loss_predictor_loss(
     )
     n_valid = (positive | negative).sum()
     return terms.sum() / n_valid.clamp_min(1).to(pred.dtype)
-
-
-def pairwise_ranking_accuracy(pred: Tensor, target: Tensor) -> Tensor:
-    """Share of each image's patch pairs (ties in `target` left out) that `pred` orders correctly.
-
-    A pair tied in `pred` but not in `target` counts as half right, so a constant predictor
-    scores 0.5.
-
-    Args:
-        pred: `[B, M]` predicted losses.
-        target: `[B, M]` true losses.
-
-    Returns:
-        Scalar accuracy over all valid pairs of the batch (NaN when there is none).
-
-    Example:
-        >>> import torch
-        >>> from lightning_losses.nn.mae import pairwise_ranking_accuracy
-        >>> pairwise_ranking_accuracy(torch.tensor([[0.0, 1.0, 2.0]]), torch.tensor([[1.0, 2.0, 0.0]]))
-        tensor(0.3333)
-    """
-    pred, target = _check_pair(pred, target)
-    dt = target.unsqueeze(1) - target.unsqueeze(2)
-    dp = pred.detach().unsqueeze(1) - pred.detach().unsqueeze(2)
-    valid = dt != 0
-    score = torch.where(dp == 0, 0.5, ((dp > 0) == (dt > 0)).to(pred.dtype))
-    return (score * valid).sum() / valid.sum().to(pred.dtype)
 
 
 class MAEOutput(NamedTuple):
@@ -398,6 +174,8 @@ class MAEOutput(NamedTuple):
 
 class _Decoder(nn.Module):
     """Embed the visible tokens, insert mask tokens, run blocks, project each patch to `out_dim`."""
+
+    pos_embed: Tensor
 
     def __init__(
         self,
@@ -456,14 +234,19 @@ class MaskedAutoencoder(nn.Module):
 
     Example:
         >>> import torch
-        >>> from lightning_losses.nn.mae import MaskedAutoencoder, random_patch_mask
+        >>> from lightning_losses.nn.mae import MaskedAutoencoder
+        >>> from lightning_losses.nn.patches import random_patch_mask
         >>> mae = MaskedAutoencoder(img_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2,
         ...                         decoder_dim=32, decoder_depth=1, decoder_heads=2)
         >>> x = torch.randn(2, 1, 16, 16)
         >>> out = mae(x, random_patch_mask(2, mae.num_patches, 0.75))
-        >>> tuple(out.pred.shape), tuple(out.pred_loss.shape), tuple(mae.predict_patch_loss(x).shape)
-        ((2, 16, 16), (2, 16), (2, 16))
+        >>> tuple(out.pred.shape), tuple(out.pred_loss.shape)
+        ((2, 16, 16), (2, 16))
+        >>> tuple(mae.predict_patch_loss(x).shape)
+        (2, 16)
     """
+
+    pos_embed: Tensor
 
     def __init__(
         self,
@@ -531,7 +314,7 @@ class MaskedAutoencoder(nn.Module):
 
     # ------------------------------------------------------------------------------ parts
     def patchify(self, images: Tensor) -> Tensor:
-        """`[B, C, H, W]` to `[B, L, p·p·C]` (see [patchify][lightning_losses.nn.mae.patchify])."""
+        """`[B, C, H, W]` to `[B, L, p·p·C]` ([patchify][lightning_losses.nn.patches.patchify])."""
         return patchify(images, self.patch_size)
 
     def _check_images(self, x: Tensor) -> None:
@@ -559,7 +342,7 @@ class MaskedAutoencoder(nn.Module):
         if mask is None:
             ids_keep = torch.arange(self.num_patches, device=x.device).expand(b, -1)
         else:
-            n_mask = _check_mask(mask, b, self.num_patches)
+            n_mask = check_patch_mask(mask, b, self.num_patches)
             # Stable sort: visible patches first, each image's in increasing patch index.
             ids_keep = mask.to(torch.uint8).argsort(dim=1, stable=True)[
                 :, : self.num_patches - n_mask
@@ -586,7 +369,7 @@ class MaskedAutoencoder(nn.Module):
         latent, ids_keep = self.encode(x, mask)
         pred = self.decoder(latent, ids_keep, self.num_patches)
         target = self.patchify(x)
-        patch_loss = norm_pix_loss(pred, target, normalize=self.norm_pix)
+        patch_loss = norm_pix_loss(pred, target, normalize=self.norm_pix, reduction="none")
         pred_loss = None
         if self.loss_decoder is not None:
             pred_loss = self.loss_decoder(latent, ids_keep, self.num_patches).squeeze(-1)
@@ -612,7 +395,7 @@ class MaskedAutoencoder(nn.Module):
         return self.loss_decoder(latent, ids_keep, self.num_patches).squeeze(-1)
 
     def features(self, x: Tensor) -> Tensor:
-        """`[B, D]` image features: mean of the encoder's outputs over all patches (linear probe)."""
+        """`[B, D]` features: the encoder's outputs on all patches, averaged (linear probe)."""
         return self.encode(x, None)[0].mean(dim=1)
 
     def predictor_loss(self, out: MAEOutput) -> Tensor:
@@ -623,29 +406,11 @@ class MaskedAutoencoder(nn.Module):
 
         Returns:
             The scalar loss-predictor objective.
+
+        Raises:
+            RuntimeError: the model was built with `predictor="none"`.
         """
         if out.pred_loss is None:
             raise RuntimeError("this model has no loss predictor (predictor='none')")
         pred, target = masked_rows(out.pred_loss, out.mask), masked_rows(out.patch_loss, out.mask)
         return loss_predictor_loss(pred, target.detach(), mode=self.predictor)
-
-
-def masked_rows(values: Tensor, mask: Tensor) -> Tensor:
-    """`[B, L]` values at the masked positions, `[B, M]` in patch order (equal counts per row).
-
-    Args:
-        values: `[B, L]`.
-        mask: `[B, L]` bool with the same number of True per row.
-
-    Returns:
-        `[B, M]`.
-
-    Example:
-        >>> import torch
-        >>> from lightning_losses.nn.mae import masked_rows
-        >>> masked_rows(torch.tensor([[1, 2, 3], [4, 5, 6]]), torch.tensor([[1, 0, 1], [0, 1, 1]]).bool())
-        tensor([[1, 3],
-                [5, 6]])
-    """
-    b = values.shape[0]
-    return values[mask].reshape(b, -1)

@@ -4,7 +4,8 @@ From *Auxiliary-Loss-Free Load Balancing Strategy for Mixture-of-Experts* (Wang,
 Zhang, Dai; DeepSeek 2024, arXiv:2408.15664), as used in *DeepSeek-V3* (arXiv:2412.19437); the
 routing follows `transformers`' `modeling_deepseek_v3.py` (`e_score_correction_bias`). The
 auxiliary balance loss baseline is the one of *Switch Transformers* (Fedus, Zoph, Shazeer;
-arXiv:2101.03961) in Mixtral's top-k form.
+JMLR 2022, arXiv:2101.03961) in Mixtral's top-k form, the catalog loss
+[load_balancing_loss][lightning_losses.functional.load_balancing_loss].
 
 Routing of one token $t$ over $N$ experts (`TopKRouter`):
 
@@ -33,13 +34,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightning_losses.losses.language.load_balancing import load_balancing_loss
 from lightning_losses.validation import check_choice, check_int, check_number
+
+if TYPE_CHECKING:
+    from transformers import LlamaForCausalLM
 
 __all__ = [
     "BalanceState",
@@ -49,7 +54,6 @@ __all__ = [
     "TopKRouter",
     "build_moe_llama",
     "collect_balance_loss",
-    "load_balancing_loss",
     "moe_balance_state",
     "moe_token_mask",
     "track_expert_load",
@@ -143,68 +147,6 @@ class RouterOutput:
     gates: Tensor
 
 
-def _check_router_shapes(scores: Tensor, topk_idx: Tensor, token_mask: Tensor | None) -> None:
-    if scores.ndim != 2:
-        raise ValueError(f"router_probs must be [T, N], got shape {tuple(scores.shape)}")
-    if topk_idx.ndim != 2 or topk_idx.shape[0] != scores.shape[0]:
-        raise ValueError(
-            f"topk_idx must be [T, K] with T = {scores.shape[0]}, got shape {tuple(topk_idx.shape)}"
-        )
-    if token_mask is not None and token_mask.numel() != scores.shape[0]:
-        raise ValueError(
-            f"token_mask must have T = {scores.shape[0]} entries, got {token_mask.numel()}"
-        )
-
-
-def load_balancing_loss(
-    router_probs: Tensor, topk_idx: Tensor, token_mask: Tensor | None = None
-) -> Tensor:
-    r"""The Switch / Mixtral auxiliary load-balancing loss of one MoE layer.
-
-    $$
-    \mathcal{L}_{bal} = N \sum_{i=1}^{N} f_i P_i,\qquad
-    f_i = \frac{1}{T}\sum_t \mathbb{1}[i \in \mathcal{S}_t],\qquad
-    P_i = \frac{1}{T}\sum_t p_{t,i}
-    $$
-
-    over the $T$ real tokens (`token_mask`), with $\mathcal{S}_t$ the top-K selection and $p$
-    the routing probabilities (rows summing to 1). Only $P$ carries a gradient. Perfect balance
-    gives $K$; this equals `transformers`' Mixtral `load_balancing_loss_func` on one layer
-    (*Switch Transformers*, arXiv:2101.03961, eqs. 4–6, with top-K dispatch).
-
-    Args:
-        router_probs: `[T, N]` routing probabilities (softmax of the logits; for sigmoid gating
-            the scores renormalised per token). Any float dtype; computed in fp32.
-        topk_idx: `[T, K]` selected experts.
-        token_mask: optional `[T]` bool, True = a real (non-pad) token.
-
-    Returns:
-        Scalar loss (0 when no token is real).
-
-    Raises:
-        ValueError: shapes that do not match.
-
-    Example:
-        >>> probs = torch.full((4, 2), 0.5)
-        >>> load_balancing_loss(probs, torch.tensor([[0], [1], [0], [1]]))
-        tensor(1.)
-    """
-    _check_router_shapes(router_probs, topk_idx, token_mask)
-    probs = router_probs.float()
-    n = probs.shape[1]
-    if token_mask is None:
-        w = torch.ones(probs.shape[0], device=probs.device, dtype=torch.float32)
-    else:
-        w = token_mask.reshape(-1).to(probs.device, torch.float32)
-    total = w.sum().clamp_min(1.0)
-    counts = torch.zeros(n, device=probs.device, dtype=torch.float32).index_add_(
-        0, topk_idx.reshape(-1), w.repeat_interleave(topk_idx.shape[1])
-    )
-    f = counts / total
-    p = (probs * w[:, None]).sum(0) / total
-    return n * (f * p).sum()
-
-
 class TopKRouter(nn.Module):
     r"""Top-K router with a selection-only fp32 `expert_bias` (loss-free balancing).
 
@@ -236,6 +178,8 @@ class TopKRouter(nn.Module):
         (tensor([0., 0., 0., 0.]), tensor(10.))
     """
 
+    expert_bias: Tensor  # the registered buffer
+
     def __init__(
         self,
         hidden_size: int,
@@ -266,9 +210,9 @@ class TopKRouter(nn.Module):
 
     def _apply(self, fn: Any, recurse: bool = True) -> TopKRouter:
         # Keep the bias in float32 under dtype casts (device moves still apply).
-        bias = self._buffers["expert_bias"]
+        bias = self.expert_bias
         super()._apply(fn, recurse)
-        moved = self._buffers["expert_bias"]
+        moved = self.expert_bias
         if moved.dtype != torch.float32:
             self._buffers["expert_bias"] = bias.to(device=moved.device, dtype=torch.float32)
         return self
@@ -304,7 +248,8 @@ class TopKRouter(nn.Module):
         if self.compute_balance_loss and torch.is_grad_enabled():
             probs = scores if self.gating == "softmax" else scores / scores.sum(-1, keepdim=True)
             flat = None if mask is None else mask.reshape(-1)
-            self.last_balance_loss = load_balancing_loss(probs, topk_idx, flat)
+            # The indices come from topk: no range check (and no host sync) per layer.
+            self.last_balance_loss = load_balancing_loss(probs, topk_idx, flat, validate_args=False)
         return RouterOutput(logits, scores, topk_idx, gates)
 
 
@@ -383,7 +328,10 @@ def _routers(module: nn.Module) -> Iterator[tuple[str, nn.Module, Tensor, Expert
         if isinstance(m, TopKRouter):
             yield name, m, m.expert_bias, m.load
         elif (load := m.__dict__.get(_TRACKER_ATTR)) is not None:
-            yield name, m, m.e_score_correction_bias, load
+            bias = m.e_score_correction_bias
+            if not isinstance(bias, Tensor):  # an adapted router always has its bias buffer
+                raise TypeError(f"{name}.e_score_correction_bias must be a tensor")
+            yield name, m, bias, load
 
 
 def moe_balance_state(module: nn.Module) -> list[BalanceState]:
@@ -507,7 +455,7 @@ def build_moe_llama(
     gating: str = "sigmoid",
     compute_balance_loss: bool = False,
     **config_overrides: Any,
-) -> nn.Module:
+) -> LlamaForCausalLM:
     """A `transformers` Llama causal LM from config whose MLPs are `MoEFeedForward` blocks.
 
     Attention, norms and embeddings are Llama's; every decoder layer's `mlp` becomes a routed

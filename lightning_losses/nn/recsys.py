@@ -1,7 +1,8 @@
 r"""Collaborative-filtering models: matrix factorisation and LightGCN.
 
 Matrix factorisation follows *Matrix Factorization Techniques for Recommender Systems* (Koren,
-Bell, Volinsky, 2009) with the BPR objective of Rendle et al. (arXiv:1205.2618); LightGCN is
+Bell, Volinsky, IEEE Computer 2009) with the BPR objective of *BPR: Bayesian Personalized
+Ranking from Implicit Feedback* (Rendle et al., UAI 2009, arXiv:1205.2618); LightGCN is
 *LightGCN: Simplifying and Powering Graph Convolution Network for Recommendation* (He et al.,
 SIGIR 2020, arXiv:2002.02126).
 
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_losses.validation import check_number
+from lightning_losses.validation import check_choice, check_int, check_number
 
 __all__ = ["LightGCN", "MatrixFactorization", "normalized_adjacency"]
 
@@ -41,12 +42,10 @@ class _RecModel(nn.Module):
     ) -> None:
         super().__init__()
         self.l2_reg = check_number("l2_reg", l2_reg, low=0.0)
-        for name, value in (("num_users", num_users), ("num_items", num_items), ("dim", dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if similarity not in ("dot", "cosine"):
-            raise ValueError(f"similarity must be 'dot' or 'cosine', got {similarity!r}")
-        self.num_users, self.num_items, self.similarity = num_users, num_items, similarity
+        self.num_users = check_int("num_users", num_users, low=1)
+        self.num_items = check_int("num_items", num_items, low=1)
+        check_int("dim", dim, low=1)
+        self.similarity = check_choice("similarity", similarity, ("dot", "cosine"))
         self.user_embedding = nn.Embedding(num_users, dim)
         self.item_embedding = nn.Embedding(num_items, dim)
         nn.init.normal_(self.user_embedding.weight, std=0.1)
@@ -218,9 +217,7 @@ class LightGCN(_RecModel):
         l2_reg: float = 0.0,
     ) -> None:
         super().__init__(num_users, num_items, dim, similarity, l2_reg)
-        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 0:
-            raise ValueError(f"num_layers must be an int ≥ 0, got {num_layers!r}")
-        self.num_layers = num_layers
+        self.num_layers = check_int("num_layers", num_layers, low=0)
         # A plain attribute, not a buffer: DDP broadcasts buffers and cannot handle sparse ones.
         self.adjacency: Tensor | None = None
 

@@ -20,6 +20,13 @@ lightning-losses fit --model my_models.MyClassifier --data my_models.MyData   # 
 - **Errors**: a configuration that cannot be built (an unknown loss name, a bad
   hyperparameter, a missing data column) ends with one line naming the problem, not a
   traceback; set `LIGHTNING_LOSSES_TRACEBACK=1` for the full traceback.
+- **Optimizer and schedule**: `--optimizer AdamW --optimizer.lr 1e-3` and `--lr_scheduler
+  CosineAnnealingLR --lr_scheduler.T_max 100` (or `optimizer:` / `lr_scheduler:` in YAML) replace
+  a recipe's own choice, which is the default. The recipes are
+  [OptimizerMixin][lightning_losses.mixins.OptimizerMixin] modules: they build the configured
+  optimizer lazily on their own parameter groups (so FSDP2 sharding and no-decay groups are kept),
+  and keep their default schedule when only `--optimizer` is given. Your own modules get
+  LightningCLI's standard behaviour.
 - **Subcommands**: `fit`, `validate`, `test` (no `predict`: the recipes have no predict step).
 
 `save_config_kwargs={"overwrite": True}` lets a second run reuse the same log directory.
@@ -34,6 +41,8 @@ from typing import Any
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 
+from lightning_losses.mixins.optimizers import OptimizerMixin
+
 __all__ = ["SUBCOMMANDS", "LossesCLI", "build_cli", "main"]
 
 SUBCOMMANDS = ("fit", "validate", "test")
@@ -47,6 +56,13 @@ def _root_cause(err: BaseException) -> BaseException:
         err = err.__cause__
         seen.add(id(err))
     return err
+
+
+def _class_config(value: Any) -> dict[str, Any] | None:
+    """A parsed `--optimizer` / `--lr_scheduler` group as a plain dict, `None` when not given."""
+    if not value:
+        return None
+    return value.as_dict() if hasattr(value, "as_dict") else dict(value)
 
 
 def _one_line(err: BaseException) -> str:
@@ -74,6 +90,25 @@ class LossesCLI(LightningCLI):
     def subcommands() -> dict[str, set[str]]:
         """`fit`, `validate` and `test` with LightningCLI's skip sets (no `predict`)."""
         return {k: v for k, v in LightningCLI.subcommands().items() if k in SUBCOMMANDS}
+
+    def _add_configure_optimizers_method_to_model(self, subcommand: str | None) -> None:
+        # LightningCLI's hook for `--optimizer` / `--lr_scheduler` (private, covered by the CLI
+        # tests): it builds the optimizer eagerly on `model.parameters()` and replaces
+        # `configure_optimizers`. An `OptimizerMixin` module receives the configs instead and
+        # builds them itself, lazily, on its own parameter groups.
+        optimizer = _class_config(self._get(self.config_init, "optimizer"))
+        lr_scheduler = _class_config(self._get(self.config_init, "lr_scheduler"))
+        if isinstance(self.model, OptimizerMixin):
+            self.model.set_optimizer_config(optimizer, lr_scheduler)
+            return
+        if lr_scheduler is not None and optimizer is None:
+            # LightningCLI would silently drop the schedule.
+            raise ValueError(
+                f"--lr_scheduler needs --optimizer for {type(self.model).__name__}, which is not "
+                "an OptimizerMixin: LightningCLI replaces configure_optimizers only when an "
+                "optimizer is given"
+            )
+        super()._add_configure_optimizers_method_to_model(subcommand)
 
     def instantiate_classes(self) -> None:
         """Build the classes; a failure becomes one error line when `one_line_errors`."""

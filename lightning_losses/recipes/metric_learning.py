@@ -1,15 +1,15 @@
-"""Vision recipe: metric learning (SupCon, SigLIP-style, pair and proxy losses) with retrieval metrics.
+"""Metric-learning recipe: SupCon, SigLIP-style, pair and proxy losses, with retrieval metrics.
 
 `MetricLearningModule` trains an encoder (the MLP or a timm backbone of
-[build_backbone][lightning_losses.recipes.vision.build_backbone]) with any embedding loss of the
+[build_backbone][lightning_losses.nn.backbones.build_backbone]) with any embedding loss of the
 catalog: every training sample is seen in two augmented views (Gaussian noise + feature dropout),
 and the views are handed to the loss in the form its signature asks for:
 
-| loss inputs | losses | call |
-|---|---|---|
-| `features [N, V, D]` + labels | `supcon` | `loss(stack(views, 1), y)` |
-| two paired views | `nt_xent`, `info_nce`, `sigmoid_contrastive`, `alignment_uniformity` | `loss(z1, z2)` (labels unused) |
-| embeddings + labels | `circle`, `triplet_margin`, `multi_similarity`, `contrastive`, `arcface`, `cosface`, `normalized_softmax`, ... | `loss(cat(views), y.repeat(V))` |
+- stacked views `features [N, V, D]` + labels (`supcon`): `loss(stack(views, 1), y)`;
+- two paired views (`nt_xent`, `info_nce`, `sigmoid_contrastive`, `alignment_uniformity`):
+  `loss(z1, z2)`, labels unused;
+- embeddings + labels (`circle`, `triplet_margin`, `multi_similarity`, `contrastive`, `arcface`,
+  `cosface`, `normalized_softmax`, ...): `loss(cat(views), y.repeat(V))`.
 
 Validation embeds the whole validation split and scores leave-one-out retrieval by cosine
 similarity (each image queries the others; relevant = same class) with torchmetrics'
@@ -20,14 +20,15 @@ metric of the full split. Run it from YAML:
 ```bash
 lightning-losses fit --config recipes/vision/digits_supcon.yaml
 lightning-losses fit --config recipes/vision/digits_supcon.yaml --model.criterion circle
-lightning-losses fit --config recipes/vision/digits_supcon.yaml --trainer.devices 2 --trainer.strategy ddp
+lightning-losses fit --config recipes/vision/digits_supcon.yaml \
+    --trainer.devices 2 --trainer.strategy ddp
 ```
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -35,12 +36,11 @@ from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
 from lightning_losses.losses import InputKind
-from lightning_losses.mixins import LossMixin
-from lightning_losses.recipes.vision import build_backbone
+from lightning_losses.mixins import CriterionSpec, LossMixin, OptimizerMixin
+from lightning_losses.nn.backbones import build_backbone
+from lightning_losses.validation import check_int, check_number
 
 __all__ = ["MetricLearningModule", "leave_one_out_retrieval", "retrieval_metrics"]
-
-CriterionArg = str | dict[str, Any]
 
 # How each loss consumes the views, told apart by the name of its first argument.
 _STACKED = ("features",)  # SupCon: [N, V, D] + labels
@@ -132,13 +132,12 @@ def leave_one_out_retrieval(embeddings: Tensor, labels: Tensor) -> dict[str, flo
     if labels.shape != (n,):
         raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
     z = F.normalize(embeddings.float(), dim=1)
-    off_diagonal = ~torch.eye(
-        n, dtype=torch.bool, device=z.device
-    )  # a query never retrieves itself
+    # A query never retrieves itself.
+    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=z.device)
     return retrieval_metrics(z @ z.T, labels[:, None] == labels[None, :], off_diagonal)
 
 
-class MetricLearningModule(LossMixin, LightningModule):
+class MetricLearningModule(OptimizerMixin, LossMixin, LightningModule):
     """An embedding encoder trained with a catalog embedding loss, validated by retrieval.
 
     Args:
@@ -159,8 +158,9 @@ class MetricLearningModule(LossMixin, LightningModule):
 
     Raises:
         TypeError: a criterion that is not an embedding loss, or one whose inputs the module
-            cannot build (e.g. GE2E's `[speakers, utterances, D]`).
-        ValueError: fewer than 2 views, or a negative noise/drop setting.
+            cannot build (e.g. GE2E's `[speakers, utterances, D]`); `views` not an int.
+        ValueError: fewer than 2 views, a negative `noise_std`, or `drop_prob` outside
+            $[0, 1)$.
 
     Example:
         >>> import torch
@@ -174,7 +174,7 @@ class MetricLearningModule(LossMixin, LightningModule):
 
     def __init__(
         self,
-        criterion: CriterionArg = "supcon",
+        criterion: CriterionSpec = "supcon",
         backbone: str = "mlp",
         embedding_dim: int = 32,
         hidden: int = 128,
@@ -186,12 +186,9 @@ class MetricLearningModule(LossMixin, LightningModule):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__()
-        if views < 2:
-            raise ValueError(f"views must be >= 2, got {views}")
-        if noise_std < 0 or not 0 <= drop_prob < 1:
-            raise ValueError(
-                f"noise_std must be >= 0 and drop_prob in [0, 1), got {noise_std}, {drop_prob}"
-            )
+        check_int("views", views, low=2)
+        check_number("noise_std", noise_std, low=0.0)
+        check_number("drop_prob", drop_prob, low=0.0, high=1.0, high_inclusive=False)
         self.save_hyperparameters(
             ignore=["criterion"] if isinstance(criterion, nn.Module) else None
         )
@@ -206,12 +203,12 @@ class MetricLearningModule(LossMixin, LightningModule):
 
     def augment(self, x: Tensor) -> Tensor:
         """One random view: Gaussian noise, then each feature dropped with `drop_prob`."""
-        keep = (torch.rand_like(x) >= self.hparams.drop_prob).to(x.dtype)
-        return (x + self.hparams.noise_std * torch.randn_like(x)) * keep
+        keep = (torch.rand_like(x) >= self.hparams["drop_prob"]).to(x.dtype)
+        return (x + self.hparams["noise_std"] * torch.randn_like(x)) * keep
 
     def views_loss(self, x: Tensor, y: Tensor, stage: str = "train"):
         """Embed `views` augmented copies of the batch and hand them to the criterion."""
-        zs = [self(self.augment(x)) for _ in range(self.hparams.views)]
+        zs = [self(self.augment(x)) for _ in range(self.hparams["views"])]
         if self._mode == "stacked":
             return self.compute_loss(torch.stack(zs, 1), y, stage=stage)
         if self._mode == "paired":
@@ -233,13 +230,14 @@ class MetricLearningModule(LossMixin, LightningModule):
         y = torch.cat([t for _, t in self._val])
         self._val.clear()
         if self.trainer.world_size > 1:  # score the full split on every rank
-            z = self.all_gather(z).flatten(0, 1)
-            y = self.all_gather(y).flatten(0, 1)
+            z = cast(Tensor, self.all_gather(z)).flatten(0, 1)
+            y = cast(Tensor, self.all_gather(y)).flatten(0, 1)
         for name, value in leave_one_out_retrieval(z, y).items():
             self.log(f"val/{name}", value, prog_bar=name == "map", rank_zero_only=False)
 
-    def configure_optimizers(self):
-        # self.parameters() includes the criterion's (temperature, class centres, ...).
+    def default_optimizer(self, params: Any) -> torch.optim.Optimizer:
+        """Adam with `lr` and `weight_decay` (replaced by `--optimizer` on the command line)."""
+        # The parameters include the criterion's (temperature, class centres, ...).
         return torch.optim.Adam(
-            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+            params, lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
         )

@@ -6,7 +6,8 @@ downloaded). The per-token cross-entropy is computed with `reduction="none"` thr
 `compute_loss` with `element_mask = labels != -100`, so the per-sample loss is each
 sequence's mean token CE: the $l_i$ that
 [LossReweighting][lightning_losses.callbacks.LossReweighting] reweights. The logit z-loss
-(Wortsman et al., arXiv:2309.14322) is an optional auxiliary term. Validation perplexity comes
+(*Small-scale proxies for large-scale Transformer training instabilities*, Wortsman et al.,
+ICLR 2024, arXiv:2309.14322) is an optional auxiliary term. Validation perplexity comes
 from `torchmetrics.text.Perplexity`. Run it from YAML:
 
 ```bash
@@ -34,99 +35,57 @@ FSDP2: with `--trainer.strategy lightning.pytorch.strategies.ModelParallelStrate
 At setup the model checks the data: the tokenizer's vocabulary must fit `vocab_size`, and
 `--data.block_size` must not exceed `--model.max_position_embeddings`.
 
-`transformers` is imported lazily (inside `build_causal_lm`) so that `import lightning_losses`
-stays fast.
+Criteria that consume hidden states: a criterion implementing the
+[HiddenStatesCriterion][lightning_losses.losses.HiddenStatesCriterion] protocol
+(such as `"chunked_linear_cross_entropy"`, or your own loss) receives the final hidden states and
+the LM head's weight instead of the `[B, T, V]` logits, which are then never materialised; the
+terms its `loss_terms()` reports (e.g. its z-loss) are logged as `{stage}/{name}`.
+
+The model comes from [build_causal_lm][lightning_losses.nn.build_causal_lm]; `transformers` is
+imported lazily (inside it) so that `import lightning_losses` stays fast.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
 import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
+from torch.optim import Optimizer
 
 from lightning_losses.functional import chunked_linear_cross_entropy, z_loss
-from lightning_losses.losses import ChunkedLinearCrossEntropyLoss, InputKind
-from lightning_losses.mixins import LossMixin
+from lightning_losses.losses import HiddenStatesCriterion, InputKind
+from lightning_losses.losses.hidden_states import consumes_hidden_states
+from lightning_losses.mixins import CriterionSpec, LossMixin, LossOutput, OptimizerMixin
+from lightning_losses.nn.causal_lm import build_causal_lm
 from lightning_losses.nn.moe import (
     TopKRouter,
-    build_moe_llama,
     collect_balance_loss,
     moe_token_mask,
     track_expert_load,
 )
+from lightning_losses.validation import check_number
 
-__all__ = ["CausalLM", "build_causal_lm"]
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
-# What the CLI parses for `criterion` (a name or a dict); an `nn.Module` loss instance is
-# accepted too, in Python, but kept out of the annotation so `--model.help` stays short.
-CriterionArg = str | dict[str, Any]
-
-
-def build_causal_lm(
-    model_type: str = "llama",
-    *,
-    vocab_size: int = 512,
-    hidden_size: int = 128,
-    num_layers: int = 2,
-    num_heads: int = 4,
-    intermediate_size: int | None = None,
-    max_position_embeddings: int = 512,
-    **config_overrides: Any,
-) -> nn.Module:
-    """A randomly initialised `AutoModelForCausalLM` from `AutoConfig.for_model(model_type)`.
-
-    Args:
-        model_type: a `transformers` model type (`"llama"`, `"mixtral"`, `"qwen2"`, ...), or
-            `"llama_moe"` (Llama with our `MoEFeedForward` blocks, see `build_moe_llama`).
-        vocab_size: embedding size.
-        hidden_size: model width.
-        num_layers: decoder layers.
-        num_heads: attention heads (also the key/value heads unless overridden).
-        intermediate_size: MLP width (default `4 * hidden_size`).
-        max_position_embeddings: longest sequence.
-        config_overrides: passed to the config unchanged (e.g. `num_local_experts` for
-            Mixtral; `num_experts`, `num_experts_per_tok`, `gating`, ... for `"llama_moe"`).
-
-    Returns:
-        The model (`transformers` `PreTrainedModel`).
-    """
-    if model_type == "llama_moe":
-        return build_moe_llama(
-            vocab_size=vocab_size,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            intermediate_size=intermediate_size,
-            max_position_embeddings=max_position_embeddings,
-            **config_overrides,
-        )
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    config = AutoConfig.for_model(
-        model_type,
-        vocab_size=vocab_size,
-        hidden_size=hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        num_key_value_heads=config_overrides.pop("num_key_value_heads", num_heads),
-        intermediate_size=intermediate_size or 4 * hidden_size,
-        max_position_embeddings=max_position_embeddings,
-        **config_overrides,
-    )
-    return AutoModelForCausalLM.from_config(config)
+__all__ = ["CausalLM"]
 
 
-class CausalLM(LossMixin, LightningModule):
+class CausalLM(OptimizerMixin, LossMixin, LightningModule):
     """Causal LM pretraining with a catalog criterion, optional z-loss and validation perplexity.
 
     Args:
         criterion: token-level criterion (registry name, dict, `class_path` dict or, in Python,
-            a module) taking `[B, V, T]` logits and `[B, T]` labels; default cross-entropy.
-            `"chunked_linear_cross_entropy"` (memory-lean: hidden states + LM-head weight, in
-            token chunks, with its own `z_loss_coeff`) never materialises the logits.
+            a module) taking `[B, V, T]` logits and `[B, T]` labels; default cross-entropy. A
+            criterion that consumes hidden states (the
+            [HiddenStatesCriterion][lightning_losses.losses.HiddenStatesCriterion]
+            protocol, e.g. `"chunked_linear_cross_entropy"`: memory-lean, in token chunks, with
+            its own `z_loss_coeff`) takes the final hidden states and the LM-head weight and
+            never materialises the logits.
         model_type: a `transformers` model type (`"llama"`, `"mixtral"`, `"qwen2"`,
             `"deepseek_v3"`, ...) or `"llama_moe"` (our MoE blocks in a Llama).
         vocab_size: embedding size (at least the tokenizer's vocabulary).
@@ -146,9 +105,10 @@ class CausalLM(LossMixin, LightningModule):
         min_lr_ratio: final LR of the cosine decay, as a fraction of `lr`.
 
     Raises:
-        ValueError: a negative `z_loss_coeff` or `balance_loss_coeff`, or a balance loss on a
-            model without `TopKRouter`s; at setup, a tokenizer larger than `vocab_size`
-            or a `block_size` above `max_position_embeddings` (naming both flags).
+        ValueError: a negative `z_loss_coeff` or `balance_loss_coeff`, a balance loss on a
+            model without `TopKRouter`s, or `z_loss_coeff > 0` with a hidden-states criterion;
+            at setup, a tokenizer larger than `vocab_size` or a `block_size` above
+            `max_position_embeddings` (naming both flags).
 
     Example:
         >>> import torch
@@ -161,10 +121,11 @@ class CausalLM(LossMixin, LightningModule):
 
     # Token-level classification losses on [B, V, T] logits; sequence losses (chunked CE, ...).
     accepted_input_kinds = (InputKind.CLASSIFICATION, InputKind.SEQUENCES)
+    model: PreTrainedModel
 
     def __init__(
         self,
-        criterion: CriterionArg = "cross_entropy",
+        criterion: CriterionSpec = "cross_entropy",
         model_type: str = "llama",
         vocab_size: int = 512,
         hidden_size: int = 128,
@@ -182,10 +143,12 @@ class CausalLM(LossMixin, LightningModule):
         min_lr_ratio: float = 0.1,
     ) -> None:
         super().__init__()
-        if z_loss_coeff < 0:
-            raise ValueError(f"z_loss_coeff must be ≥ 0, got {z_loss_coeff}")
-        if balance_loss_coeff < 0:
-            raise ValueError(f"balance_loss_coeff must be ≥ 0, got {balance_loss_coeff}")
+        self.z_loss_coeff = check_number("z_loss_coeff", z_loss_coeff, low=0.0)
+        self.balance_loss_coeff = check_number("balance_loss_coeff", balance_loss_coeff, low=0.0)
+        self.vocab_size = vocab_size
+        self.max_position_embeddings = max_position_embeddings
+        self.lr, self.weight_decay, self.betas = lr, weight_decay, (betas[0], betas[1])
+        self.warmup_steps, self.min_lr_ratio = warmup_steps, min_lr_ratio
         extra = dict(model_config or {})
         if model_type == "llama_moe":
             extra.setdefault("compute_balance_loss", balance_loss_coeff > 0)
@@ -211,18 +174,17 @@ class CausalLM(LossMixin, LightningModule):
                 f"balance loss: use model_type='llama_moe' (got {model_type!r})"
             )
         self.configure_criterion(criterion)
+        from torchmetrics.aggregation import MeanMetric
         from torchmetrics.text import Perplexity
 
         self.val_ppl = Perplexity(ignore_index=-100)
-        if self.uses_hidden_states:
-            if z_loss_coeff > 0:
-                raise ValueError(
-                    "z_loss_coeff > 0 needs logits; with the chunked linear cross-entropy "
-                    "criterion set the criterion's own z_loss_coeff instead (one log-sum-exp)"
-                )
-            from torchmetrics.aggregation import MeanMetric
-
-            self.val_nll = MeanMetric()
+        self.val_nll = MeanMetric()  # the hidden-states path's token-mean NLL
+        if self.uses_hidden_states and z_loss_coeff > 0:
+            raise ValueError(
+                "z_loss_coeff > 0 needs logits; with a criterion that consumes the hidden states "
+                "(e.g. the chunked linear cross-entropy) set the criterion's own z_loss_coeff "
+                "instead (one log-sum-exp)"
+            )
 
     # -- model ---------------------------------------------------------------------------------
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
@@ -230,25 +192,44 @@ class CausalLM(LossMixin, LightningModule):
         count) -> `[B, T, V]` logits."""
         kwargs = {} if attention_mask is None else {"attention_mask": attention_mask}
         with self._count_tokens(attention_mask):
-            return self.model(input_ids=input_ids, use_cache=False, **kwargs).logits
+            logits: Tensor = self.model(input_ids=input_ids, use_cache=False, **kwargs).logits
+        return logits
 
-    def _count_tokens(self, attention_mask: Tensor | None):
+    def _count_tokens(self, attention_mask: Tensor | None) -> AbstractContextManager[None]:
         """MoE routers count only the tokens with `attention_mask == 1` (all without a mask)."""
         return moe_token_mask(self.model, None if attention_mask is None else attention_mask > 0)
 
     def criterion_elements(self, logits: Tensor, labels: Tensor) -> tuple[Tensor, ...]:
         """The criterion's inputs: `([B, V, T] logits, [B, T] labels)` (a transposed view).
 
-        Not used with a [ChunkedLinearCrossEntropyLoss][lightning_losses.losses.ChunkedLinearCrossEntropyLoss]
-        criterion, which takes the final hidden states and the LM-head weight instead (see
+        Not used with a criterion that consumes hidden states (see `uses_hidden_states`), which
+        takes the final hidden states and the LM-head weight instead (see
         `final_hidden_states`): the `[B, T, V]` logits are then never materialised.
         """
         return logits.transpose(1, 2), labels
 
     @property
     def uses_hidden_states(self) -> bool:
-        """The criterion takes the final hidden states and the LM-head weight (not logits)."""
-        return isinstance(self.criterion, ChunkedLinearCrossEntropyLoss)
+        """The criterion consumes the final hidden states and the LM-head weight (not logits).
+
+        True when it implements
+        [HiddenStatesCriterion][lightning_losses.losses.HiddenStatesCriterion].
+        """
+        return consumes_hidden_states(self.criterion)
+
+    def lm_head(self) -> tuple[Tensor, Tensor | None]:
+        """The output projection's `(weight [V, H], bias [V] or None)`.
+
+        Raises:
+            TypeError: the model's output embeddings are not an `nn.Linear`.
+        """
+        head = self.model.get_output_embeddings()
+        if not isinstance(head, nn.Linear):
+            raise TypeError(
+                "a criterion that consumes hidden states needs an nn.Linear LM head, got "
+                f"{type(head).__name__}"
+            )
+        return head.weight, head.bias
 
     def final_hidden_states(
         self, input_ids: Tensor, attention_mask: Tensor | None = None
@@ -276,8 +257,8 @@ class CausalLM(LossMixin, LightningModule):
 
     def _moe_aux(self) -> dict[str, Tensor]:
         balance = collect_balance_loss(self.model)
-        if balance is not None and self.hparams.balance_loss_coeff > 0:
-            return {"balance_loss": self.hparams.balance_loss_coeff * balance}
+        if balance is not None and self.balance_loss_coeff > 0:
+            return {"balance_loss": self.balance_loss_coeff * balance}
         return {}
 
     def lm_loss(
@@ -286,53 +267,57 @@ class CausalLM(LossMixin, LightningModule):
         labels: Tensor,
         stage: str = "train",
         attention_mask: Tensor | None = None,
-    ):
-        """Logits, per-token criterion, per-sequence mean over `labels != -100`, aux terms.
+    ) -> LossOutput:
+        """Per-token criterion, per-sequence mean over `labels != -100`, aux terms.
 
         The aux terms are the z-loss and, for MoE models, the balance loss. MoE routers count
         only the tokens with `attention_mask == 1` (pad tokens excluded; all without a mask).
+        With a hidden-states criterion, `extras["hidden_states"]` holds the final hidden states
+        and the criterion's `loss_terms()` are logged; otherwise `extras["logits"]`.
         """
         if self.uses_hidden_states:
             hidden = self.final_hidden_states(input_ids, attention_mask)
-            head = self.model.get_output_embeddings()
+            weight, bias = self.lm_head()
             out = self.compute_loss(
                 hidden,
-                head.weight,
+                weight,
                 labels,
-                *(() if head.bias is None else (head.bias,)),
+                *(() if bias is None else (bias,)),
                 aux=self._moe_aux(),
                 element_mask=labels != -100,
                 extras={"hidden_states": hidden},
                 stage=stage,
             )
-            z = getattr(self.criterion, "last_z_loss", None)
-            if z is not None and self._trainer is not None:  # a diagnostic: z is inside `main`
-                self.log(f"{stage}/z_loss", z, on_step=stage == "train", on_epoch=True)
+            criterion = self.criterion
+            if self._trainer is not None and isinstance(criterion, HiddenStatesCriterion):
+                # Diagnostics only: these terms are inside `main` already.
+                for name, value in criterion.loss_terms().items():
+                    self.log(f"{stage}/{name}", value, on_step=stage == "train", on_epoch=True)
             return out
         logits = self(input_ids, attention_mask)
         aux = self._moe_aux()
-        if self.hparams.z_loss_coeff > 0:  # vocabulary at dimension 1, as for every loss
-            aux["z_loss"] = z_loss(logits.transpose(1, 2), labels, coeff=self.hparams.z_loss_coeff)
-        out = self.compute_loss(
+        if self.z_loss_coeff > 0:  # vocabulary at dimension 1, as for every loss
+            aux["z_loss"] = z_loss(logits.transpose(1, 2), labels, coeff=self.z_loss_coeff)
+        return self.compute_loss(
             *self.criterion_elements(logits, labels),
             aux=aux,
             element_mask=labels != -100,
             extras={"logits": logits},
             stage=stage,
         )
-        return out
 
     # -- Lightning -----------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        vocab = getattr(dm, "tokenizer", None) and dm.tokenizer.get_vocab_size()
-        if vocab and vocab > self.hparams.vocab_size:
+        tokenizer = getattr(dm, "tokenizer", None)
+        vocab = tokenizer.get_vocab_size() if tokenizer is not None else None
+        if vocab and vocab > self.vocab_size:
             raise ValueError(
                 f"the tokenizer has {vocab} tokens but the model's vocab_size is "
-                f"{self.hparams.vocab_size}; set --model.vocab_size >= {vocab}"
+                f"{self.vocab_size}; set --model.vocab_size >= {vocab}"
             )
         block_size = getattr(dm, "block_size", None)
-        max_pos = self.hparams.max_position_embeddings
+        max_pos = self.max_position_embeddings
         if isinstance(block_size, int) and block_size > max_pos:
             raise ValueError(
                 f"--data.block_size {block_size} exceeds the model's --model."
@@ -340,7 +325,7 @@ class CausalLM(LossMixin, LightningModule):
                 f"--model.max_position_embeddings to >= {block_size}"
             )
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int):
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         out = self.lm_loss(
             batch["input_ids"], batch["labels"], attention_mask=batch.get("attention_mask")
         )
@@ -357,19 +342,15 @@ class CausalLM(LossMixin, LightningModule):
             self.val_ppl.update(out.extras["logits"].float(), batch["labels"])
             self.log("val/ppl", self.val_ppl, on_epoch=True, prog_bar=True)
             return
-        # No logits on the chunked path: perplexity = exp(token-mean CE), the CE recomputed in
-        # chunks without z-loss or label smoothing (what torchmetrics' Perplexity measures).
+        # No logits on the hidden-states path: perplexity = exp(token-mean CE), the plain CE
+        # (what torchmetrics' Perplexity measures, whatever the criterion adds) recomputed in
+        # chunks of about 2^24 logits, without gradient.
         labels = batch["labels"]
-        head = self.model.get_output_embeddings()
-        nll = chunked_linear_cross_entropy(
-            out.extras["hidden_states"],
-            head.weight,
-            labels,
-            head.bias,
-            ignore_index=-100,
-            chunk_size=self.criterion.hparams["chunk_size"],
-            reduction="sum",
-        )
+        weight, bias = self.lm_head()
+        with torch.no_grad():
+            nll = chunked_linear_cross_entropy(
+                out.extras["hidden_states"], weight, labels, bias, reduction="sum"
+            )
         tokens = (labels != -100).sum()
         self.val_nll.update(nll / tokens.clamp(min=1), weight=tokens)
 
@@ -386,31 +367,34 @@ class CausalLM(LossMixin, LightningModule):
         from torch.distributed.fsdp import fully_shard
 
         dp_mesh = mesh["data_parallel"] if "data_parallel" in (mesh.mesh_dim_names or ()) else mesh
-        for layer in self.model.model.layers:
+        for layer in self.model.get_decoder().layers:
             fully_shard(layer, mesh=dp_mesh)
         fully_shard(self.model, mesh=dp_mesh)
         self._fsdp_applied = True
 
-    def configure_optimizers(self):
-        hp = self.hparams
-        decay = [p for n, p in self.named_parameters() if p.ndim >= 2]
-        no_decay = [p for n, p in self.named_parameters() if p.ndim < 2]
-        opt = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": hp.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=hp.lr,
-            betas=tuple(hp.betas),
-        )
+    def optimizer_param_groups(self) -> list[dict[str, Any]]:
+        """Two groups: matrices with `weight_decay`, vectors (norms, biases) without."""
+        decay = [p for p in self.parameters() if p.requires_grad and p.ndim >= 2]
+        no_decay = [p for p in self.parameters() if p.requires_grad and p.ndim < 2]
+        return [
+            {"params": decay, "weight_decay": self.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+
+    def default_optimizer(self, params: Any) -> Optimizer:
+        """AdamW with `lr` and `betas` (replaced by `--optimizer` on the command line)."""
+        return torch.optim.AdamW(params, lr=self.lr, betas=self.betas)
+
+    def default_lr_scheduler(self, optimizer: Optimizer) -> dict[str, Any]:
+        """Linear warm-up (`warmup_steps`), then cosine decay to `min_lr_ratio · lr`, per step."""
         total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup, min_ratio = self.warmup_steps, self.min_lr_ratio
 
         def schedule(step: int) -> float:
-            # Linear warm-up, then cosine decay to min_lr_ratio.
-            if step < hp.warmup_steps:
-                return (step + 1) / hp.warmup_steps
-            t = min((step - hp.warmup_steps) / max(total - hp.warmup_steps, 1), 1.0)
-            return hp.min_lr_ratio + (1 - hp.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+            if step < warmup:
+                return (step + 1) / warmup
+            t = min((step - warmup) / max(total - warmup, 1), 1.0)
+            return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        sched = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"scheduler": sched, "interval": "step"}

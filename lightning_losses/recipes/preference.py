@@ -2,7 +2,7 @@
 
 `PreferenceLM` is a [LossMixin][lightning_losses.mixins.LossMixin] LightningModule around a
 Hugging Face `transformers` causal LM built from config
-([build_causal_lm][lightning_losses.recipes.nlp.build_causal_lm], nothing downloaded) and a
+([build_causal_lm][lightning_losses.nn.build_causal_lm], nothing downloaded) and a
 frozen copy of it as the reference policy. Each step runs chosen and rejected sequences as one
 `[2B, T]` batch, turns logits into per-sequence summed log-probs with
 [sequence_log_probs][lightning_losses.functional.sequence_log_probs] (chunked, no second
@@ -25,7 +25,7 @@ lightning-losses fit --config recipes/nlp/preference_dpo.yaml \\
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from lightning.pytorch import LightningModule
@@ -33,15 +33,16 @@ from torch import Tensor, nn
 
 from lightning_losses.functional import implicit_rewards, sequence_log_probs
 from lightning_losses.losses import InputKind
-from lightning_losses.mixins import LossMixin, LossOutput
-from lightning_losses.recipes.nlp import build_causal_lm
+from lightning_losses.mixins import CriterionSpec, LossMixin, LossOutput, OptimizerMixin
+from lightning_losses.nn.causal_lm import build_causal_lm
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 __all__ = ["PreferenceLM"]
 
-CriterionArg = str | dict[str, Any]
 
-
-class PreferenceLM(LossMixin, LightningModule):
+class PreferenceLM(OptimizerMixin, LossMixin, LightningModule):
     """DPO-family fine-tuning of a tiny causal LM against a frozen reference copy.
 
     Args:
@@ -75,10 +76,12 @@ class PreferenceLM(LossMixin, LightningModule):
     """
 
     accepted_input_kinds = (InputKind.PREFERENCE,)
+    model: PreTrainedModel
+    reference: PreTrainedModel
 
     def __init__(
         self,
-        criterion: CriterionArg = "dpo",
+        criterion: CriterionSpec = "dpo",
         model_type: str = "llama",
         vocab_size: int = 160,
         hidden_size: int = 64,
@@ -91,6 +94,8 @@ class PreferenceLM(LossMixin, LightningModule):
         chunk_size: int = 128,
     ) -> None:
         super().__init__()
+        self.vocab_size, self.max_position_embeddings = vocab_size, max_position_embeddings
+        self.lr, self.weight_decay, self.chunk_size = lr, weight_decay, chunk_size
         self.save_hyperparameters(
             ignore=["criterion"] if isinstance(criterion, nn.Module) else None
         )
@@ -110,14 +115,15 @@ class PreferenceLM(LossMixin, LightningModule):
     # -- model ---------------------------------------------------------------------------------
     def forward(self, input_ids: Tensor) -> Tensor:
         """`[B, T]` token ids -> `[B, T, V]` policy logits."""
-        return self.model(input_ids=input_ids, use_cache=False).logits
+        logits: Tensor = self.model(input_ids=input_ids, use_cache=False).logits
+        return logits
 
     def sequence_logps(
         self, model: nn.Module, input_ids: Tensor, labels: Tensor
     ) -> tuple[Tensor, Tensor]:
         """Summed label log-probs `[B]` and token counts `[B]` of `model` on `input_ids`."""
         logits = model(input_ids=input_ids, use_cache=False).logits
-        return sequence_log_probs(logits, labels, chunk_size=self.hparams.chunk_size)
+        return sequence_log_probs(logits, labels, chunk_size=self.chunk_size)
 
     def preference_loss(self, batch: dict[str, Tensor], stage: str = "train") -> LossOutput:
         """Policy and reference log-probs of both responses, the criterion, the diagnostics."""
@@ -162,26 +168,29 @@ class PreferenceLM(LossMixin, LightningModule):
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if dm is None or getattr(dm, "vocab", None) is None:
             return
-        hp = self.hparams
-        if dm.vocab_size > hp.vocab_size:
+        if dm.vocab_size > self.vocab_size:
             raise ValueError(
                 f"the data has {dm.vocab_size} tokens but the model's vocab_size is "
-                f"{hp.vocab_size}; set --model.vocab_size >= {dm.vocab_size}"
+                f"{self.vocab_size}; set --model.vocab_size >= {dm.vocab_size}"
             )
         max_length = dm.hparams.get("max_length")
-        if isinstance(max_length, int) and max_length > hp.max_position_embeddings:
+        if isinstance(max_length, int) and max_length > self.max_position_embeddings:
             raise ValueError(
                 f"--data.max_length {max_length} exceeds --model.max_position_embeddings "
-                f"{hp.max_position_embeddings}"
+                f"{self.max_position_embeddings}"
             )
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int):
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         return self.preference_loss(batch).to_dict()
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self.preference_loss(batch, stage="val")
 
-    def configure_optimizers(self):
+    def optimizer_param_groups(self) -> list[nn.Parameter]:
+        """The policy's and the criterion's trainable parameters (never the frozen reference)."""
         params = [p for p in self.model.parameters() if p.requires_grad]
-        params += [p for p in self.criterion.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        return params + [p for p in self.criterion.parameters() if p.requires_grad]
+
+    def default_optimizer(self, params: Any) -> torch.optim.Optimizer:
+        """AdamW with `lr` and `weight_decay` (replaced by `--optimizer` on the command line)."""
+        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)

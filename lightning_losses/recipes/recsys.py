@@ -1,7 +1,10 @@
 """Recommendation recipe: MF / LightGCN trained with a ranking loss, optionally with PLD.
 
-Built on BPR (Rendle et al., arXiv:1205.2618), LightGCN (He et al., arXiv:2002.02126), SimpleX's
-CCL (Mao et al., arXiv:2109.12613) and PLD (Zhang et al., WWW 2025, arXiv:2502.00348).
+Built on *BPR: Bayesian Personalized Ranking from Implicit Feedback* (Rendle et al., UAI 2009,
+arXiv:1205.2618), *LightGCN* (He et al., SIGIR 2020, arXiv:2002.02126), SimpleX's cosine
+contrastive loss (*SimpleX: A Simple and Strong Baseline for Collaborative Filtering*, Mao et
+al., CIKM 2021, arXiv:2109.12613) and PLD (*Personalized Denoising Implicit Feedback for Robust
+Recommender System*, Zhang et al., WWW 2025, arXiv:2502.00348).
 
 Run (YAMLs in `recipes/recsys/`; `pld.yaml` is an overlay that adds the callback):
 
@@ -10,8 +13,9 @@ lightning-losses fit --config recipes/recsys/mf_bpr.yaml --config recipes/recsys
 lightning-losses test --config recipes/recsys/mf_bpr.yaml --ckpt_path <checkpoint>
 ```
 
-The module talks to the data through [InteractionDataModule][lightning_losses.data.InteractionDataModule]'s
-dict batches and to [PLDResampling][lightning_losses.callbacks.PLDResampling] through the
+The module talks to the data through
+[InteractionDataModule][lightning_losses.data.InteractionDataModule]'s dict batches and to
+[PLDResampling][lightning_losses.callbacks.PLDResampling] through the
 [PLDScorer][lightning_losses.callbacks.pld.PLDScorer] interface: `pld_candidate_losses(batch,
 *tables)`, scored by the callback (`pld_inline=False`) or, with `pld_inline=True` (the default),
 by `pld_select(self, batch, tables)` inside `training_step` from the embeddings of the step's
@@ -28,19 +32,20 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
-from torch import Tensor, nn
-from torchmetrics import MetricCollection
+from torch import Tensor
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.retrieval import RetrievalNormalizedDCG, RetrievalRecall
 
 from lightning_losses.callbacks.pld import pld_select
-from lightning_losses.losses.base import InputKind
-from lightning_losses.mixins import LossMixin
+from lightning_losses.losses import InputKind
+from lightning_losses.mixins import CriterionSpec, LossMixin, OptimizerMixin
 from lightning_losses.nn.recsys import LightGCN, MatrixFactorization
+from lightning_losses.validation import check_choice, check_int
 
 __all__ = ["RecsysModule"]
 
 
-class RecsysModule(LossMixin, LightningModule):
+class RecsysModule(OptimizerMixin, LossMixin, LightningModule):
     """Collaborative filtering on implicit feedback with a catalog ranking loss.
 
     Args:
@@ -84,7 +89,7 @@ class RecsysModule(LossMixin, LightningModule):
         embedding_dim: int = 32,
         num_layers: int = 3,
         similarity: str = "dot",
-        criterion: str | dict[str, Any] = "bpr",
+        criterion: CriterionSpec = "bpr",
         lr: float = 1e-2,
         weight_decay: float = 0.0,
         l2_reg: float = 0.0,
@@ -94,13 +99,14 @@ class RecsysModule(LossMixin, LightningModule):
         n_items: int | None = None,
     ) -> None:
         super().__init__()
-        if model not in ("mf", "lightgcn"):
-            raise ValueError(f"model must be 'mf' or 'lightgcn', got {model!r}")
+        self.model_name = check_choice("model", model, ("mf", "lightgcn"))
         top_k = [top_k] if isinstance(top_k, int) else list(top_k)
-        if not top_k or any(not isinstance(k, int) or k < 1 for k in top_k):
-            raise ValueError(f"top_k must be positive ints, got {top_k!r}")
+        if not top_k:
+            raise ValueError("top_k must hold at least one cut-off, got []")
+        self.top_k = [check_int("top_k", k, low=1) for k in top_k]
+        self.embedding_dim, self.num_layers, self.similarity = embedding_dim, num_layers, similarity
+        self.lr, self.weight_decay, self.l2_reg = lr, weight_decay, l2_reg
         self.save_hyperparameters()
-        self.top_k = top_k
         self.pld_inline = bool(pld_inline)
         self.configure_criterion(criterion)
         self.model: MatrixFactorization | LightGCN | None = None
@@ -111,20 +117,36 @@ class RecsysModule(LossMixin, LightningModule):
 
     # ------------------------------------------------------------------------- building
     def _build(self, num_users: int, num_items: int) -> None:
-        h = self.hparams
-        h["n_users"], h["n_items"] = num_users, num_items  # so checkpoints know the sizes
-        l2_reg = h.get("l2_reg", 0.0)  # absent from stage-1 checkpoints
-        if h.model == "mf":
+        self.hparams["n_users"], self.hparams["n_items"] = num_users, num_items  # for checkpoints
+        if self.model_name == "mf":
             self.model = MatrixFactorization(
-                num_users, num_items, h.embedding_dim, h.similarity, l2_reg=l2_reg
+                num_users, num_items, self.embedding_dim, self.similarity, l2_reg=self.l2_reg
             )
         else:
             self.model = LightGCN(
-                num_users, num_items, h.embedding_dim, h.num_layers, h.similarity, l2_reg=l2_reg
+                num_users,
+                num_items,
+                self.embedding_dim,
+                self.num_layers,
+                self.similarity,
+                l2_reg=self.l2_reg,
             )
 
+    def _require_model(self) -> MatrixFactorization | LightGCN:
+        """The built recommendation model.
+
+        Raises:
+            RuntimeError: before `setup` (or the constructor's `n_users` / `n_items`) built it.
+        """
+        if self.model is None:
+            raise RuntimeError(
+                "RecsysModule has no model yet: pass n_users/n_items or run setup() with a "
+                "DataModule"
+            )
+        return self.model
+
     def _metrics(self, stage: str) -> MetricCollection:
-        metrics: dict[str, nn.Module] = {}
+        metrics: dict[str, Metric | MetricCollection] = {}
         for k in self.top_k:
             metrics[f"recall@{k}"] = RetrievalRecall(top_k=k)
             metrics[f"ndcg@{k}"] = RetrievalNormalizedDCG(top_k=k)
@@ -146,13 +168,15 @@ class RecsysModule(LossMixin, LightningModule):
 
     # ----------------------------------------------------------------------------- losses
     def _scores(self, tables: tuple[Tensor, Tensor], users: Tensor, items: Tensor) -> Tensor:
-        return self.model.score(*tables, users, items)
+        return self._require_model().score(*tables, users, items)
 
     def pld_candidate_losses(self, batch: dict[str, Tensor], *reuse: Tensor) -> Tensor:
-        """Per-candidate training losses `[B, k]`: the [PLDScorer][lightning_losses.callbacks.pld.PLDScorer] interface.
+        """Per-candidate training losses `[B, k]`, the interface of
+        [PLDScorer][lightning_losses.callbacks.pld.PLDScorer].
 
         Every candidate of `batch["cand_items"]` is scored against the batch's own negatives
-        (DYNAMICS: keep j for scoring and training), with the main criterion only (no L2).
+        (the same negatives then train the chosen positive), with the main criterion only (no
+        L2).
 
         Args:
             batch: the dict batch.
@@ -161,7 +185,8 @@ class RecsysModule(LossMixin, LightningModule):
         Returns:
             The candidate losses.
         """
-        tables = tuple(reuse) if reuse else self.model.embeddings()
+        user_table, item_table = reuse if reuse else self._require_model().embeddings()
+        tables = (user_table, item_table)
         user, cand, neg = batch["user"], batch["cand_items"], batch["neg_item"]
         b, k = cand.shape
         neg = neg if neg.ndim == 2 else neg.unsqueeze(1)
@@ -172,7 +197,8 @@ class RecsysModule(LossMixin, LightningModule):
         return self.criterion(pos.reshape(-1), neg_s).view(b, k)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
-        tables = self.model.embeddings()  # one propagation per step for LightGCN
+        model = self._require_model()
+        tables = model.embeddings()  # one propagation per step for LightGCN
         if self.pld_inline:
             pld_select(self, batch, *tables)  # a no-op without an attached PLDResampling
         neg_item = batch["neg_item"]
@@ -180,8 +206,8 @@ class RecsysModule(LossMixin, LightningModule):
         scores = self._scores(tables, batch["user"], items)
         neg = scores[:, 1:] if neg_item.ndim == 2 else scores[:, 1]
         aux = {}
-        if self.model.l2_reg > 0:
-            aux["l2"] = self.model.l2_penalty(batch["user"], batch["pos_item"], neg_item)
+        if model.l2_reg > 0:
+            aux["l2"] = model.l2_penalty(batch["user"], batch["pos_item"], neg_item)
         out = self.compute_loss(scores[:, 0], neg, aux=aux)
         noisy = batch.get("pos_is_noisy")
         if noisy is not None:
@@ -198,7 +224,8 @@ class RecsysModule(LossMixin, LightningModule):
     # --------------------------------------------------------------------------- evaluation
     def full_ranking_scores(self, batch: dict[str, Tensor]) -> Tensor:
         """`[b, I]` scores of the batch's users; excluded (seen) items get the lowest score."""
-        scores = self.model.full_scores(*self.model.embeddings(), batch["user"])
+        model = self._require_model()
+        scores = model.full_scores(*model.embeddings(), batch["user"])
         return scores.masked_fill(batch["exclude"], torch.finfo(scores.dtype).min)
 
     def _eval_step(self, batch: dict[str, Tensor], metrics: MetricCollection) -> None:
@@ -220,7 +247,6 @@ class RecsysModule(LossMixin, LightningModule):
         self.log_dict(self.test_metrics.compute())
         self.test_metrics.reset()
 
-    def configure_optimizers(self):
-        return torch.optim.Adam(
-            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
-        )
+    def default_optimizer(self, params: Any) -> torch.optim.Optimizer:
+        """Adam with `lr` and `weight_decay` (replaced by `--optimizer` on the command line)."""
+        return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)

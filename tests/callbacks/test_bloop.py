@@ -1,6 +1,7 @@
 """Bloop (EMA gradient projection): functional core vs float64 references, callback end to end.
 
-References are naive float64 implementations written from DYNAMICS.md §4 (apple/ml-bloop):
+References are naive float64 implementations written from the paper's update (*Careful with that
+Scalpel*, Hsieh et al., ICML 2024, arXiv:2402.02998; reference code apple/ml-bloop):
 $m \\leftarrow (1-\\alpha)m + \\alpha g$ ($m_1 = g_1$), $c = \\langle h,m\\rangle/(\\lVert
 m\\rVert^2 + 10^{-7})$ over all parameters, $d = g + \\lambda(h - cm)$.
 """
@@ -299,6 +300,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     trainer.save_checkpoint(ckpt)
     saved = torch.load(ckpt, weights_only=False)
     states = saved["optimizer_states"][0]["state"]
+    assert len(states) == 4  # every parameter (two weights, two biases) has optimizer state
     assert all(EMA_STATE_KEY in s and "exp_avg" in s for s in states.values())
     cb = EMAGradientProjection(**kw)
     _, resumed = fit(STEPS, str(ckpt), cb)

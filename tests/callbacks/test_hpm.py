@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning_losses.callbacks import HardPatchMining, hard_patch_mask
 from lightning_losses.callbacks.hpm import ema_decay_at, hard_fraction_at
 from lightning_losses.data.digits import DigitsImageDataModule
-from lightning_losses.recipes.vision import MaskedImageModeling
+from lightning_losses.recipes.masked_image_modeling import MaskedImageModeling
 from tests._lightning import quiet_trainer
 
 TINY = dict(
@@ -173,7 +173,8 @@ class _NoMasks(LightningModule):
 
 def test_setup_errors_name_what_is_missing():
     trainer = quiet_trainer(max_epochs=1)
-    with pytest.raises(TypeError, match="predict_patch_loss"):
+    missing = "missing attribute 'supports_external_mask', method 'predict_patch_loss'"
+    with pytest.raises(TypeError, match=missing):
         HardPatchMining().setup(trainer, _NoMasks(), "fit")
 
     class SelfOnly(_NoMasks):
@@ -183,8 +184,14 @@ def test_setup_errors_name_what_is_missing():
             return x.flatten(1)
 
     HardPatchMining(teacher="self").setup(trainer, SelfOnly(), "fit")  # fine without a copy
-    with pytest.raises(TypeError, match="patch_loss_model"):
+    with pytest.raises(TypeError, match="HPMTeacherModel: missing attribute 'patch_loss_model'"):
         HardPatchMining(teacher="ema").setup(trainer, SelfOnly(), "fit")
+
+    class IgnoresMasks(SelfOnly):
+        supports_external_mask = False
+
+    with pytest.raises(TypeError, match=r"IgnoresMasks.supports_external_mask = True.*'mask'"):
+        HardPatchMining(teacher="self").setup(trainer, IgnoresMasks(), "fit")
 
 
 def test_ema_teacher_is_refused_under_fsdp(monkeypatch):

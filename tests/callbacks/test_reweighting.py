@@ -21,7 +21,7 @@ STRATS = ["linupper", "quadratic", "extremes", "upper"]
 
 
 def naive_weights(losses, strategy, r=1.0, delta=1.0):
-    """float64 reference written from DYNAMICS.md §2 with Python floats."""
+    """float64 reference written from the paper's formulas (arXiv:2502.06733), Python floats."""
     ls = [float(v) for v in losses]
     lo, hi = min(ls), max(ls)
     x = [delta * (2 * v - hi - lo) / max(hi - lo, 1e-6) for v in ls]

@@ -231,7 +231,7 @@ def test_noise_column_makes_noisy_share_measurable(tmp_path):
         ({"num_users": 10, "rank": 2}, "--data.num_users, --data.rank only apply"),
         ({"train_path": "x.csv"}, "not both"),
         ({"split": "time"}, "--data.split must be one of"),
-        ({"batch_size": 0}, "--data.batch_size must be a positive int"),
+        ({"batch_size": 0}, "--data.batch_size must be ≥ 1, got 0"),
     ],
 )
 def test_datamodule_rejects_ignored_or_conflicting_options(kwargs, match):

@@ -1,4 +1,4 @@
-"""Text data: grammar corpus, file/folder reading, BPE tokenizer cache, block packing, corruption."""
+"""Text data: grammar corpus, reading files and folders, BPE tokenizer cache, packing, noise."""
 
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ def test_invalid_arguments():
         TextDataModule(val_path="val.txt", val_fraction=0.1)
     with pytest.raises(ValueError, match="garble_fraction"):
         TextDataModule(duplicate_fraction=0.6, garble_fraction=0.5)
-    with pytest.raises(ValueError, match=r"--data.block_size must be a positive int"):
+    with pytest.raises(ValueError, match=r"--data.block_size must be ≥ 1, got 0"):
         TextDataModule(block_size=0)
 
 

@@ -67,7 +67,7 @@ def shard(t, rank: int, world: int):
 
 
 def check_gather_batch(rank: int, world: int) -> dict:
-    from lightning_losses.losses._embedding import gather_batch
+    from lightning_losses.functional import gather_batch
 
     calls = {"n": 0}
     original = dist.all_gather

@@ -2,13 +2,13 @@
 
 Also: an FSDP2 run resumed from a sharded checkpoint equals the uninterrupted run.
 
-One subprocess launch (`_bloop_worker.py`) runs all three. Reference: a naive float64 loop written
-from the formulas (DYNAMICS.md §4) on the global batch of 8: $g$ and $h$ are the global-batch
-gradients, $m_1 = g_1$, $m \\leftarrow (1-\\alpha)m + \\alpha g$,
+One subprocess launch (`_bloop_distributed_worker.py`) runs all of them. Reference: a naive float64
+loop written from the paper's formulas (arXiv:2402.02998) on the global batch of 8: $g$ and $h$
+are the global-batch gradients, $m_1 = g_1$, $m \\leftarrow (1-\\alpha)m + \\alpha g$,
 $c = \\langle h,m\\rangle / (\\lVert m\\rVert^2 + 10^{-7})$ over all parameters,
 $d = g + \\lambda(h - cm)$, then SGD with momentum. Tolerance: float32 runs vs the float64
-reference, `atol=1e-6, rtol=1e-5` (measured gap 3e-8); the two ranks' parameters and EMA must agree exactly (DDP) or
-to 1e-6 (FSDP2 gathers of the same shards).
+reference, `atol=1e-6, rtol=1e-5` (measured gap 3e-8); the two ranks' parameters and EMA must
+agree exactly (DDP) or to 1e-6 (FSDP2 gathers of the same shards).
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def _worker():
-    spec = importlib.util.spec_from_file_location("_bloop_worker", HERE / "_bloop_worker.py")
+    spec = importlib.util.spec_from_file_location(
+        "_bloop_distributed_worker", HERE / "_bloop_distributed_worker.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -66,7 +68,7 @@ def _reference(mod, project=True):
 @pytest.mark.distributed
 def test_bloop_ddp_and_fsdp2_match_single_process(tmp_path):
     prefix = tmp_path / "bloop"
-    run_python([str(HERE / "_bloop_worker.py"), str(prefix)], timeout=420)
+    run_python([str(HERE / "_bloop_distributed_worker.py"), str(prefix)], timeout=420)
     ranks = [torch.load(f"{prefix}.rank{r}") for r in range(2)]
     mod = _worker()
     ref_params, ref_ema = _reference(mod)

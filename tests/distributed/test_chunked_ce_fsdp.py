@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tests._dist import run_python
-from tests.distributed import _chunked_ce_fsdp as worker
+from tests.distributed import _chunked_ce_fsdp_worker as worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 

@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 
 def _worker():
     spec = importlib.util.spec_from_file_location(
-        "_gradient_handler_ddp", HERE / "_gradient_handler_ddp.py"
+        "_gradient_handler_ddp_worker", HERE / "_gradient_handler_ddp_worker.py"
     )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -44,7 +44,7 @@ def _reference_step(mod, lam):
 @pytest.mark.distributed
 def test_gradient_handler_under_ddp_matches_single_process(tmp_path):
     out = tmp_path / "ddp.pt"
-    run_python([str(HERE / "_gradient_handler_ddp.py"), str(out)])
+    run_python([str(HERE / "_gradient_handler_ddp_worker.py"), str(out)])
     res = torch.load(out)
     mod = _worker()
     for lam in mod.LAMBDAS:

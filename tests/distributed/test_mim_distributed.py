@@ -1,9 +1,10 @@
 """MIM + hard-patch mining on 2 CPU ranks (gloo), DDP and FSDP2, against one process.
 
-One ``torchrun`` launch runs both (see ``_mim_worker.py``). The single-process replay feeds the
-recorded per-rank batches and masks to the same model: the per-rank losses, the hard part of
-every mask (top teacher scores), the final weights, the EMA teacher (DDP) and the linear-probe
-accuracy must match. Tolerances: losses and weights 1e-5 (float32 reduction order), probe 0.01.
+One ``torchrun`` launch runs both (see ``_mim_distributed_worker.py``). The single-process replay
+feeds the recorded per-rank batches and masks to the same model: the per-rank losses, the hard
+part of every mask (top teacher scores), the final weights, the EMA teacher (DDP) and the
+linear-probe accuracy must match. Tolerances: losses and weights 1e-5 (float32 reduction order),
+probe 0.01.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_losses.data.digits import DigitsImageDataModule
-from lightning_losses.recipes.vision import MaskedImageModeling, linear_probe_accuracy
+from lightning_losses.data import DigitsImageDataModule
+from lightning_losses.recipes.masked_image_modeling import (
+    MaskedImageModeling,
+    linear_probe_accuracy,
+)
 from tests._dist import run_python
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
@@ -23,7 +27,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("_mim_worker", HERE / "_mim_worker.py")
+    spec = importlib.util.spec_from_file_location(
+        "_mim_distributed_worker", HERE / "_mim_distributed_worker.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -92,7 +98,7 @@ def test_ddp_and_fsdp2_match_single_process(tmp_path):
             "--standalone",
             "--nproc_per_node",
             "2",
-            str(HERE / "_mim_worker.py"),
+            str(HERE / "_mim_distributed_worker.py"),
             str(out),
         ],
         cwd=tmp_path,

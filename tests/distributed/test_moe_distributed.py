@@ -22,7 +22,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def _load_worker():
-    spec = importlib.util.spec_from_file_location("_moe_worker", HERE / "_moe_worker.py")
+    spec = importlib.util.spec_from_file_location(
+        "_moe_distributed_worker", HERE / "_moe_distributed_worker.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -57,7 +59,7 @@ def _single_process_replay(w, ranks, kind):
 
 def test_ddp_and_fsdp2_biases_identical_across_ranks_and_equal_single_process(tmp_path):
     out = tmp_path / "moe"
-    run_python([str(HERE / "_moe_worker.py"), str(out)], cwd=tmp_path, timeout=400)
+    run_python([str(HERE / "_moe_distributed_worker.py"), str(out)], cwd=tmp_path, timeout=400)
     ranks = [torch.load(f"{out}.rank{r}", weights_only=False) for r in range(2)]
     w = _load_worker()
     assert ranks[0]["fsdp"]["fsdp_modules"] == 3  # 2 decoder layers + the root

@@ -87,8 +87,10 @@ def test_fsdp2_two_steps_match_single_process(tmp_path):
     """Both criteria (logits CE, chunked linear CE on the hidden states) vs one process (logits)."""
     out = tmp_path / "fsdp"
     tok = tmp_path / "tok"
-    run_python([str(HERE / "_nlp_fsdp.py"), str(out), str(tok)], cwd=tmp_path, timeout=360)
-    w = _load("_nlp_fsdp")
+    run_python(
+        [str(HERE / "_nlp_distributed_worker.py"), str(out), str(tok)], cwd=tmp_path, timeout=360
+    )
+    w = _load("_nlp_distributed_worker")
     for tag in w.CRITERIA:
         ranks = [torch.load(f"{out}.{tag}.rank{r}", weights_only=False) for r in range(2)]
         assert all(r["fsdp_modules"] == 3 for r in ranks)  # 2 decoder layers + the root

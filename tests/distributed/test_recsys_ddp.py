@@ -11,7 +11,7 @@ from lightning_losses.data import InteractionDataModule
 from lightning_losses.data.interactions import TrainBatches
 from tests._dist import run_python
 
-SCRIPT = Path(__file__).with_name("_recsys_ddp.py")
+SCRIPT = Path(__file__).with_name("_recsys_ddp_worker.py")
 
 
 @pytest.mark.slow

@@ -16,7 +16,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def _worker():
-    spec = importlib.util.spec_from_file_location("_reweighting_ddp", HERE / "_reweighting_ddp.py")
+    spec = importlib.util.spec_from_file_location(
+        "_reweighting_ddp_worker", HERE / "_reweighting_ddp_worker.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -33,7 +35,7 @@ def _sgd_step(mod, objective):
 @pytest.mark.distributed
 def test_global_and_local_normalization_match_single_process(tmp_path):
     out = tmp_path / "ddp.pt"
-    run_python([str(HERE / "_reweighting_ddp.py"), str(out)])
+    run_python([str(HERE / "_reweighting_ddp_worker.py"), str(out)])
     res = torch.load(out)
     mod = _worker()
     x, y = mod.global_batch()

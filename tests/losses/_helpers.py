@@ -45,3 +45,13 @@ def randn(
 def randint(high: int, *shape: int, seed: int = 1) -> Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, high, shape, generator=g)
+
+
+# Logit shapes of the classification tests: [N, C], [N, C, L], [N, C, H, W].
+SHAPES = [(8, 5), (4, 3, 6), (2, 4, 3, 5)]
+
+
+def class_target(shape: tuple[int, ...], seed: int = 1) -> Tensor:
+    """Random class indices `[N, *]` for logits of `shape` `[N, C, *]`."""
+    n, c, *rest = shape
+    return randint(c, n, *rest, seed=seed)

@@ -1,9 +1,10 @@
-"""Family A calibration losses: dual focal and encouraging loss against official-code references.
+"""Calibration losses (`losses/calibration/`): dual focal and encouraging loss vs official code.
 
-``Linwei94/DualFocalLoss`` ``Losses/dual_focal_loss.py``: ``p_j`` is the top of ``softmax * (softmax <
-p_y)``; gradients flow through ``p_y`` and ``p_j``. ``lancopku/well-classified-examples-are-
-underestimated`` ``EncouragingLoss.py``: bonus ``log(clamp(1 - p, 1e-5))`` for every class, tangent
-line above ``log_end``, then ``nll_loss(log_p - bonus, y, weight, ignore_index)``.
+`Linwei94/DualFocalLoss` `Losses/dual_focal_loss.py`: `p_j` is the top of
+`softmax * (softmax < p_y)`; gradients flow through `p_y` and `p_j`.
+`lancopku/well-classified-examples-are-underestimated` `EncouragingLoss.py`: bonus
+`log(clamp(1 - p, 1e-5))` for every class, tangent line above `log_end`, then
+`nll_loss(log_p - bonus, y, weight, ignore_index)`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Chunked linear cross-entropy (CATALOG F02) against naive `F.cross_entropy(h @ W.T + b, y)`.
+"""Chunked linear cross-entropy against naive `F.cross_entropy(h @ W.T + b, y)`.
 
 Peers: Liger's `LigerFusedLinearCrossEntropyLoss` and torchtune's `LinearCrossEntropyLoss` need a
 GPU (Triton) or a heavy install, so the reference is the naive autograd computation in float32

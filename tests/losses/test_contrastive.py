@@ -1,4 +1,4 @@
-"""Family tests for the contrastive losses (CATALOG B01-B04, B13).
+"""The contrastive losses (`losses/contrastive/`), one section per module.
 
 References, each independent of our code:
 
@@ -31,13 +31,13 @@ from lightning_losses import get_loss
 from lightning_losses.losses import (
     AlignmentUniformityLoss,
     DecoupledSoftmaxLoss,
+    DistributedSemantics,
     InfoNCELoss,
     InputKind,
     NTXentLoss,
     SigmoidContrastiveLoss,
     SupConLoss,
 )
-from lightning_losses.losses._embedding import DistributedSemantics
 
 F64 = {"rtol": 1e-9, "atol": 1e-11}
 
@@ -62,7 +62,7 @@ def assert_same(ours, ref, *xs, **tol):
         torch.testing.assert_close(a, b, **(tol or F64))
 
 
-# -- references ---------------------------------------------------------------------------------
+# -- references --------------------------------------------------------------------------------
 
 
 def official_supcon(features, labels=None, temperature=0.07, base_temperature=0.07, mode="all"):
@@ -132,7 +132,7 @@ def uniform_loss(x, t=2):
     return torch.pdist(x, p=2).pow(2).mul(-t).exp().mean().log()
 
 
-# -- declarations -------------------------------------------------------------------------------
+# -- declarations ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -156,7 +156,7 @@ def test_registry_names_and_aliases():
     assert isinstance(get_loss("supcon", temperature=0.1), SupConLoss)
 
 
-# -- B01 InfoNCE / NT-Xent ----------------------------------------------------------------------
+# -- InfoNCE / NT-Xent (info_nce.py) -----------------------------------------------------------
 
 
 @pytest.mark.parametrize("tau", [0.07, 0.5])
@@ -171,6 +171,18 @@ def test_nt_xent_matches_pml_value_and_gradient(tau):
         z1,
         z2,
     )
+
+
+def test_nt_xent_default_is_pml_at_our_temperature():
+    # PML's default temperature is 0.07; the docstring's settings reproduce our default 0.1.
+    z1, z2 = rand(6, 5, seed=21), rand(6, 5, seed=22)
+    pml = pml_losses.NTXentLoss(temperature=0.1)
+    labels = torch.arange(6).repeat(2)
+    assert_same(
+        lambda a, b: NTXentLoss()(a, b), lambda a, b: pml(torch.cat([a, b]), labels), z1, z2
+    )
+    default = pml_losses.NTXentLoss()(torch.cat([z1, z2]), labels)
+    assert not torch.allclose(NTXentLoss()(z1, z2), default)
 
 
 def test_nt_xent_per_anchor_layout_and_supcon_equivalence():
@@ -232,7 +244,7 @@ def test_info_nce_single_pair_limit_is_zero():
     assert LF.info_nce_loss(q, k).item() == 0.0
 
 
-# -- B02 SupCon ---------------------------------------------------------------------------------
+# -- SupCon (supcon.py) ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("tau", [0.1, 0.07])
@@ -247,6 +259,18 @@ def test_supcon_matches_pml_value_and_gradient(tau):
 
     assert_same(
         lambda f: LF.supcon_loss(f, labels, temperature=tau, base_temperature=tau), ref, feats
+    )
+
+
+def test_supcon_defaults_are_pml_at_the_official_temperature():
+    # PML's default temperature is 0.1; SupConLoss(temperature=0.07) there is our default.
+    feats = rand(8, 2, 6, seed=23)
+    labels = torch.tensor([0, 1, 0, 2, 1, 1, 3, 0])
+    pml = pml_losses.SupConLoss(temperature=0.07)
+    assert_same(
+        lambda f: SupConLoss()(f, labels),
+        lambda f: pml(torch.cat(torch.unbind(f, dim=1)), labels.repeat(2)),
+        feats,
     )
 
 
@@ -371,7 +395,7 @@ def test_supcon_input_errors_name_the_argument():
         )
 
 
-# -- B03 SigLIP ---------------------------------------------------------------------------------
+# -- SigLIP (siglip.py) ------------------------------------------------------------------------
 
 
 def test_siglip_matches_open_clip_formula_value_and_all_gradients():
@@ -412,7 +436,7 @@ def test_siglip_per_image_rows_sum_over_texts():
     torch.testing.assert_close(none, F.softplus(-z * logits).sum(1), **F64)
 
 
-# -- B04 alignment + uniformity -----------------------------------------------------------------
+# -- alignment + uniformity (align_uniform.py) -------------------------------------------------
 
 
 @pytest.mark.parametrize(("alpha", "t", "lam"), [(2.0, 2.0, 1.0), (1.0, 3.0, 0.5)])
@@ -447,7 +471,7 @@ def test_uniformity_stays_finite_where_official_underflows():
     )
 
 
-# -- B13 decoupled softmax ----------------------------------------------------------------------
+# -- decoupled softmax (decoupled_softmax.py) --------------------------------------------------
 
 
 def naive_decoupled(q, e, targets, tau):
@@ -508,7 +532,7 @@ def test_decoupled_softmax_all_positive_row_is_finite_and_errors():
         LF.decoupled_softmax_loss(q, rand(3, 4), targets)
 
 
-# -- shapes and memory --------------------------------------------------------------------------
+# -- shapes and memory -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

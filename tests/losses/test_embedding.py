@@ -1,7 +1,8 @@
 """The shared embedding-loss base (`lightning_losses/losses/_embedding.py`): input checks, the
 single-process behaviour of `gather_batch`, and what `EmbeddingLoss` declares and stores.
 
-The multi-process behaviour of `gather_batch` is tested in tests/distributed/test_embedding_gather.py.
+The multi-process behaviour of `gather_batch` is tested in
+`tests/distributed/test_embedding_gather.py`.
 """
 
 from __future__ import annotations
@@ -11,15 +12,9 @@ from typing import ClassVar
 import pytest
 import torch
 
-from lightning_losses.losses import InputKind
-from lightning_losses.losses._embedding import (
-    DistributedSemantics,
-    EmbeddingLoss,
-    check_embeddings,
-    check_labels,
-    check_ref,
-    gather_batch,
-)
+from lightning_losses.functional import gather_batch
+from lightning_losses.losses import DistributedSemantics, EmbeddingLoss, InputKind
+from lightning_losses.losses._embedding import check_embeddings, check_labels, check_ref
 
 
 def test_check_embeddings_upcasts_and_names_the_argument():

@@ -1,4 +1,4 @@
-"""z-loss (CATALOG F01) and the fused cross-entropy + z-loss against float64 references.
+"""z-loss (`language/zloss.py`) and fused cross-entropy + z-loss against float64 references.
 
 The references are written from the formulas, plus their closed forms and `F.cross_entropy`.
 

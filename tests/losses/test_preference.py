@@ -1,4 +1,4 @@
-"""Family tests for the preference losses (CATALOG E01–E05) and `sequence_log_probs`.
+"""The preference losses (`losses/preference/`: DPO, cDPO, rDPO, RPO, IPO) and `sequence_log_probs`.
 
 References:
 
@@ -209,6 +209,16 @@ def test_cdpo_matches_trl_0_29_sigmoid_with_label_smoothing():
     torch.testing.assert_close(got, trl)
 
 
+def test_cdpo_default_is_trl_0_29_sigmoid_at_label_smoothing_0_1():
+    # TRL's label_smoothing defaults to 0; 0.1 there reproduces our default (the docstring's).
+    pc, pr, rc, rr, _, _ = _logps(seed=7)
+    logits = (pc - pr) - (rc - rr)
+    trl = -F.logsigmoid(0.1 * logits) * 0.9 - F.logsigmoid(-0.1 * logits) * 0.1
+    torch.testing.assert_close(ConservativeDPOLoss(reduction="none")(pc, pr, rc, rr), trl)
+    dpo = DPOLoss(reduction="none")(pc, pr, rc, rr)  # TRL's default: plain DPO
+    assert not torch.allclose(ConservativeDPOLoss(reduction="none")(pc, pr, rc, rr), dpo)
+
+
 def test_reference_free_and_rewards():
     pc, pr, rc, rr, _, _ = _logps(seed=7)
     zero = torch.zeros_like(pc)
@@ -387,16 +397,32 @@ def _trl_compute_loss(
 
 
 @pytest.mark.parametrize(
-    "name,loss_types,loss_weights,ours_kwargs",
+    "name,loss_types,loss_weights,ours_kwargs,label_smoothing",
     [
-        ("dpo", ["sigmoid"], [1.0], {"beta": 0.1}),
-        ("robust_dpo", ["robust"], [1.0], {"beta": 0.1, "epsilon": 0.2}),
-        ("ipo", ["ipo"], [1.0], {"beta": 0.1}),
-        ("rpo", ["sigmoid", "sft"], [1.0, 0.5], {"beta": 0.1, "eta": 0.5}),
+        ("dpo", ["sigmoid"], [1.0], {"beta": 0.1}, 0.0),
+        ("robust_dpo", ["robust"], [1.0], {"beta": 0.1, "epsilon": 0.2}, 0.2),
+        ("ipo", ["ipo"], [1.0], {"beta": 0.1}, 0.0),
+        ("rpo", ["sigmoid", "sft"], [1.0, 0.5], {"beta": 0.1, "eta": 0.5}, 0.0),
+        # Our defaults against the TRL settings their docstrings name.
+        ("dpo", ["sigmoid"], [1.0], {}, 0.0),
+        ("robust_dpo", ["robust"], [1.0], {}, 0.1),
+        ("ipo", ["ipo"], [1.0], {}, 0.0),
+        ("rpo", ["sigmoid", "sft"], [1.0, 1.0], {}, 0.0),
     ],
-    ids=["sigmoid", "robust", "ipo", "sigmoid+sft"],
+    ids=[
+        "sigmoid",
+        "robust",
+        "ipo",
+        "sigmoid+sft",
+        "sigmoid-defaults",
+        "robust-defaults",
+        "ipo-defaults",
+        "sigmoid+sft-defaults",
+    ],
 )
-def test_end_to_end_parity_with_trl_dpo_trainer(name, loss_types, loss_weights, ours_kwargs):
+def test_end_to_end_parity_with_trl_dpo_trainer(
+    name, loss_types, loss_weights, ours_kwargs, label_smoothing
+):
     from lightning_losses.recipes.nlp import build_causal_lm
 
     torch.manual_seed(0)
@@ -431,7 +457,7 @@ def test_end_to_end_parity_with_trl_dpo_trainer(name, loss_types, loss_weights, 
 
     theirs = _trl_compute_loss(
         policy, reference, inputs, loss_types=loss_types, loss_weights=loss_weights,
-        beta=ours_kwargs["beta"], label_smoothing=ours_kwargs.get("epsilon", 0.0),
+        beta=0.1, label_smoothing=label_smoothing,
     )  # fmt: skip
     theirs.backward()
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)

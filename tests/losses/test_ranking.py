@@ -17,7 +17,7 @@ References are written from the source formulas (recbole / RecBox are too heavy 
       else:               loss = pos_loss + neg_loss.sum(dim=-1)
       loss = loss.mean()
 
-BPR and sampled softmax have hand-fused forward/backward passes (issue 18, speed): their values
+BPR and sampled softmax have hand-fused forward/backward passes (for speed): their values
 and gradients are compared with autograd through the reference formulas for every reduction, and
 the memory they keep for backward is checked.
 """

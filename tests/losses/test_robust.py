@@ -1,8 +1,8 @@
-"""Family A label-noise-robust losses: limits, symmetry, ranges and official-code references.
+"""The label-noise-robust losses (`losses/robust/`): limits, symmetry, ranges, authors' code.
 
 The references for RCE / NCE / NFL / APL reproduce the formulas of the authors' code
-(``HanxunH/Active-Passive-Losses``, ``loss.py``): RCE clamps softmax to ``[1e-7, 1]`` and the one-hot
-to ``[1e-4, 1]``; NFL takes its focal weights from ``.data`` (detached).
+(`HanxunH/Active-Passive-Losses`, `loss.py`): RCE clamps softmax to `[1e-7, 1]` and the one-hot
+to `[1e-4, 1]`; NFL takes its focal weights from `.data` (detached).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _p_y(z, y):
     return torch.softmax(z, 1).gather(1, y[:, None]).squeeze(1)
 
 
-# -- official-code references (written from the formulas of loss.py) ------------------------------
+# -- official-code references (written from the formulas of loss.py) ---------------------------
 
 
 def official_rce(z, y, scale=1.0):
@@ -58,7 +58,7 @@ def official_mae(z, y, scale=1.0):
     return scale * (1 - _p_y(z, y))
 
 
-# -- GCE -------------------------------------------------------------------------------------------
+# -- GCE ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -93,7 +93,7 @@ def test_gce_matches_formula(q):
     )
 
 
-# -- comp-sum ----------------------------------------------------------------------------------------
+# -- comp-sum ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -124,7 +124,7 @@ def test_comp_sum_is_continuous_in_tau_at_one():
     torch.testing.assert_close(near, F.cross_entropy(x, y, reduction="none"), rtol=1e-5, atol=1e-6)
 
 
-# -- NCE / NFL: symmetry and range ---------------------------------------------------------------
+# -- NCE / NFL: symmetry and range -------------------------------------------------------------
 
 
 @settings(max_examples=20, deadline=None)
@@ -181,7 +181,7 @@ def test_nfl_detached_gradient_differs_from_the_true_derivative_and_gradchecks_w
     assert not torch.allclose(g_det, g_full)
 
 
-# -- RCE / MAE / SCE ---------------------------------------------------------------------------------
+# -- RCE / MAE / SCE ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -227,7 +227,7 @@ def test_sce_matches_official_formula(dtype, alpha, beta):
     )
 
 
-# -- APL ---------------------------------------------------------------------------------------------
+# -- APL ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -251,11 +251,11 @@ def test_apl_matches_official_code(dtype, active, passive, alpha, beta):
     )
 
 
-# -- LDR-KL ------------------------------------------------------------------------------------------
+# -- LDR-KL ------------------------------------------------------------------------------------
 
 
 def official_ldr_kl(z, y, threshold=2.0, lam=1.0):
-    """Written from the authors' ``LDRLoss_V1`` forward (softplus, mean-normalise, max-shifted LSE)."""
+    """From the authors' `LDRLoss_V1` forward (softplus, mean-normalise, max-shifted LSE)."""
     one_hot = F.one_hot(y, z.shape[1]).to(z.dtype)
     s = F.softplus(z)
     s = s / s.mean(1, keepdim=True)
@@ -300,7 +300,7 @@ def test_ldr_kl_limits():
     assert (LF.ldr_kl_loss(big, y, margin=2.0, reduction="none") <= 5 + 2.0 + 1e-9).all()
 
 
-# -- the shared log p_y helper (ClassificationBatch.log_p_target) -----------------------------------
+# -- the shared log p_y helper (ClassificationBatch.log_p_target) ------------------------------
 
 
 def _autograd_log_p_y(z, y):
@@ -367,7 +367,7 @@ def test_log_p_target_reads_the_log_probs_cache_and_leaves_it_correct():
     torch.testing.assert_close(cached, _autograd_log_p_y(x, y))
 
 
-# -- speed contract: saved-tensor memory never above the naive formula -------------------------------
+# -- speed contract: saved-tensor memory never above the naive formula -------------------------
 
 
 def _saved_bytes(fn, x):
@@ -442,7 +442,7 @@ def test_target_only_losses_save_one_probability_matrix():
         assert matrix <= saved < matrix + 256 * 100, (name, saved)
 
 
-# -- v2 contract details owned by the family ---------------------------------------------------------
+# -- contract details owned by the family ------------------------------------------------------
 
 
 def test_renamed_registry_names_and_classes():

@@ -13,7 +13,7 @@ from lightning_losses.callbacks.base import BehaviourCallback
 from lightning_losses.functional import cross_entropy
 from lightning_losses.losses import CrossEntropyLoss, LabelSmoothingCrossEntropyLoss
 from lightning_losses.losses.base import InputKind
-from lightning_losses.mixins import LossMixin, LossOutput, build_criterion
+from lightning_losses.mixins import LossMixin, LossModel, LossOutput, Role, build_criterion
 from tests._lightning import quiet_trainer
 
 
@@ -43,8 +43,8 @@ class Model(LossMixin, LightningModule):
 class FirstSampleWeighter(BehaviourCallback):
     """Test double: weight 3 on the first sample, 1 elsewhere, normalised to sum 1."""
 
-    role = "sample_weighter"
-    requires_loss_mixin = True
+    role = Role.SAMPLE_WEIGHTER
+    requires = LossModel
 
     def sample_weights(self, per_sample):
         w = torch.ones_like(per_sample)

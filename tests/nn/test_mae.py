@@ -1,4 +1,6 @@
-"""MaskedAutoencoder and its losses against naive float64 references written from the formulas."""
+"""MaskedAutoencoder, its patch utilities, its loss predictor's objective and ranking metric,
+against naive float64 references written from the formulas (the reconstruction loss itself is
+tested with the catalog, in `tests/losses/test_reconstruction.py`)."""
 
 from __future__ import annotations
 
@@ -7,17 +9,16 @@ import math
 import pytest
 import torch
 
-from lightning_losses.nn.mae import (
-    MaskedAutoencoder,
-    NormPixLoss,
-    loss_predictor_loss,
+from lightning_losses.functional import norm_pix_loss
+from lightning_losses.nn.mae import MaskedAutoencoder, loss_predictor_loss, sincos_pos_embed_2d
+from lightning_losses.nn.mae_metrics import pairwise_ranking_accuracy
+from lightning_losses.nn.patches import (
+    check_patch_mask,
+    check_patch_rows,
     masked_rows,
-    norm_pix_loss,
     num_masked,
-    pairwise_ranking_accuracy,
     patchify,
     random_patch_mask,
-    sincos_pos_embed_2d,
 )
 
 TINY = dict(
@@ -30,49 +31,6 @@ TINY = dict(
     decoder_depth=1,
     decoder_heads=2,
 )
-
-
-def _naive_norm_pix(pred, target, normalize, eps=1e-6):
-    b, n, p = target.shape
-    out = torch.zeros(b, n, dtype=torch.float64)
-    for i in range(b):
-        for j in range(n):
-            t = [float(v) for v in target[i, j]]
-            if normalize:
-                mu = sum(t) / p
-                var = sum((v - mu) ** 2 for v in t) / (p - 1)
-                t = [(v - mu) / math.sqrt(var + eps) for v in t]
-            out[i, j] = sum((float(pred[i, j, k]) - t[k]) ** 2 for k in range(p)) / p
-    return out
-
-
-@pytest.mark.parametrize("normalize", [True, False])
-def test_norm_pix_loss_matches_naive_reference_and_gradient(normalize):
-    g = torch.Generator().manual_seed(0)
-    pred = torch.randn(2, 3, 5, generator=g, dtype=torch.float64, requires_grad=True)
-    target = torch.randn(2, 3, 5, generator=g, dtype=torch.float64)
-    got = norm_pix_loss(pred, target, normalize=normalize)
-    torch.testing.assert_close(got, _naive_norm_pix(pred.detach(), target, normalize))
-    # Gradient: d/dpred mean_k (pred - t)^2 = 2 (pred - t_normalised) / P, checked numerically.
-    torch.autograd.gradcheck(lambda p: norm_pix_loss(p, target, normalize=normalize), (pred,))
-
-
-def test_norm_pix_loss_blank_patch_is_finite_and_half_is_upcast():
-    target = torch.zeros(1, 2, 4)
-    target[0, 1] = torch.tensor([0.0, 1.0, 0.0, 1.0])
-    loss = norm_pix_loss(torch.zeros(1, 2, 4), target)
-    assert torch.isfinite(loss).all() and loss[0, 0] == 0  # a blank patch normalises to zeros
-    assert norm_pix_loss(torch.zeros(1, 2, 4).half(), target.half()).dtype == torch.float32
-    assert torch.equal(NormPixLoss()(torch.zeros(1, 2, 4), target), loss)
-
-
-def test_norm_pix_loss_rejects_bad_input():
-    with pytest.raises(ValueError, match="target must have the same shape"):
-        norm_pix_loss(torch.zeros(1, 2, 4), torch.zeros(1, 2, 3))
-    with pytest.raises(TypeError, match="pred must be a floating"):
-        norm_pix_loss(torch.zeros(1, 2, 4, dtype=torch.long), torch.zeros(1, 2, 4))
-    with pytest.raises(ValueError, match="P ≥ 2"):
-        norm_pix_loss(torch.zeros(1, 2, 1), torch.zeros(1, 2, 1))
 
 
 def test_patchify_matches_loop_and_num_masked():
@@ -182,7 +140,8 @@ def test_encoder_sees_only_visible_patches():
     torch.testing.assert_close(out2.pred, out.pred)
     torch.testing.assert_close(out2.pred_loss, out.pred_loss)
     assert not torch.allclose(out2.target, out.target)
-    torch.testing.assert_close(out.patch_loss, norm_pix_loss(out.pred, patchify(x, 4)))
+    ref = norm_pix_loss(out.pred, patchify(x, 4), reduction="none")
+    torch.testing.assert_close(out.patch_loss, ref)
     # The teacher pass sees every patch: the same change moves its predictions.
     assert not torch.allclose(mae.predict_patch_loss(x2), mae.predict_patch_loss(x))
 
@@ -214,3 +173,18 @@ def test_mask_and_image_validation():
         MaskedAutoencoder(img_size=10, patch_size=4)
     with pytest.raises(RuntimeError, match="loss predictor"):
         MaskedAutoencoder(**TINY, predictor="none").predict_patch_loss(x)
+
+
+def test_patch_mask_and_row_checks():
+    mask = torch.tensor([[True, False, True], [False, True, True]])
+    assert check_patch_mask(mask, 2, 3) == 2
+    with pytest.raises(ValueError, match="hides every patch"):
+        check_patch_mask(torch.ones(2, 3, dtype=torch.bool), 2, 3)
+    pred, target = check_patch_rows(torch.zeros(2, 3).bfloat16(), torch.ones(2, 3).requires_grad_())
+    assert pred.dtype == torch.float32 and not target.requires_grad
+    with pytest.raises(ValueError, match=r"pred must have shape \[B, M\]"):
+        check_patch_rows(torch.zeros(2, 3, 1), torch.zeros(2, 3, 1))
+    with pytest.raises(ValueError, match="target must have the same shape"):
+        check_patch_rows(torch.zeros(2, 3), torch.zeros(2, 4))
+    # No valid pair (every target tied): the accuracy is undefined, NaN.
+    assert torch.isnan(pairwise_ranking_accuracy(torch.rand(2, 3), torch.ones(2, 3)))

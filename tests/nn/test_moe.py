@@ -1,4 +1,7 @@
-"""MoE router / block: selection-only bias, gates, counts (pad excluded), fp32 bias, aux loss."""
+"""MoE router / block: selection-only bias, gates, counts (pad excluded), fp32 bias, aux loss.
+
+The balance loss itself is a catalog loss, tested in tests/losses/test_load_balancing.py.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,6 @@ from lightning_losses.nn import (
     MoEFeedForward,
     TopKRouter,
     build_moe_llama,
-    load_balancing_loss,
     moe_balance_state,
     moe_token_mask,
     track_expert_load,
@@ -82,7 +84,7 @@ def test_bias_is_a_persistent_fp32_buffer_without_gradient():
     assert bias.grad is None and not bias.requires_grad
     assert all(p is not bias for p in block.parameters())
     assert "router.expert_bias" in block.state_dict()
-    assert block.router.weight.grad is not None and block.gate_up_proj.grad is not None
+    assert block.router.weight.grad.abs().sum() > 0 and block.gate_up_proj.grad.abs().sum() > 0
 
 
 def test_bias_stays_fp32_under_low_precision_casts_so_small_steps_survive():
@@ -134,47 +136,11 @@ def test_moe_feedforward_matches_naive_per_token_loop():
     torch.testing.assert_close(out, ref)
 
 
-def test_balance_loss_matches_transformers_mixtral_and_float64_gradient():
-    from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func
-
-    torch.manual_seed(0)
-    logits = torch.randn(2 * 9, 6, dtype=torch.float64, requires_grad=True)
-    mask = torch.ones(2, 9, dtype=torch.long)
-    mask[1, 6:] = 0
-    probs = logits.softmax(-1)
-    idx = probs.topk(2, dim=-1).indices
-    ours = load_balancing_loss(probs, idx, mask.reshape(-1).bool())
-    ref = load_balancing_loss_func((logits.float(),), 6, 2, mask)
-    torch.testing.assert_close(ours.float(), ref, atol=1e-6, rtol=1e-6)
-    ref_nomask = load_balancing_loss_func((logits.float(),), 6, 2, None)
-    torch.testing.assert_close(load_balancing_loss(probs, idx).float(), ref_nomask)
-    # Balanced routing gives K.
-    uniform = torch.full((8, 4), 0.25)
-    assert load_balancing_loss(uniform, torch.tensor([[0, 1], [2, 3]] * 4)).item() == 2.0
-    # Gradient: naive float64 N·Σ f_i P_i with f constant.
-    (g,) = torch.autograd.grad(ours, logits)
-    keep = mask.reshape(-1).double()
-    f = torch.zeros(6, dtype=torch.float64)
-    for t in range(18):
-        for e in idx[t]:
-            f[e] += keep[t]
-    f = f / keep.sum()
-
-    def naive(lg):
-        p = (lg.softmax(-1) * keep[:, None]).sum(0) / keep.sum()
-        return 6 * (f * p).sum()
-
-    (g_ref,) = torch.autograd.grad(naive(logits), logits)
-    torch.testing.assert_close(g, g_ref)
-
-
 def test_bad_arguments_raise_naming_them():
     with pytest.raises(ValueError, match="top_k"):
         TopKRouter(8, num_experts=4, top_k=5)
     with pytest.raises(ValueError, match="gating"):
         TopKRouter(8, num_experts=4, gating="relu")
-    with pytest.raises(ValueError, match="topk_idx"):
-        load_balancing_loss(torch.rand(4, 3), torch.zeros(5, 1, dtype=torch.long))
     router = TopKRouter(8, num_experts=4)
     with pytest.raises(ValueError, match="token mask"):
         router(torch.randn(3, 8), token_mask=torch.ones(4, dtype=torch.bool))

@@ -7,11 +7,14 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
+import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from lightning_losses.mixins.optimizers import OptimizerMixin
 from lightning_losses.recipes.cli import SUBCOMMANDS, LossesCLI, build_cli, main
 from tests._lightning import cli_output_args
 
@@ -118,7 +121,7 @@ def test_subcommands_are_fit_validate_test_only(capsys):
 
 def test_model_help_is_short(capsys):
     with pytest.raises(SystemExit) as exc:
-        build_cli(["fit", "--model.help", "lightning_losses.recipes.vision.ImageClassifier"])
+        build_cli(["fit", "--model.help", "lightning_losses.recipes.image_classification.ImageClassifier"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "--model.criterion" in out and "--model.backbone" in out
@@ -127,14 +130,18 @@ def test_model_help_is_short(capsys):
 
 
 @pytest.mark.parametrize(
-    "criterion,match",
+    "criterion,match,error",
     [
-        ("no_such_loss", "KeyError: No loss registered under 'no_such_loss'"),
-        ('{"name": "cross_entropy", "label_smoothing": 2.0}', "ValueError: .*label_smoothing"),
-        ('{"class_path": "torch.nn.NoSuchLoss"}', "NoSuchLoss"),
+        ("no_such_loss", "KeyError: No loss registered under 'no_such_loss'", ValueError),
+        (
+            '{"name": "cross_entropy", "label_smoothing": 2.0}',
+            "ValueError: .*label_smoothing",
+            ValueError,
+        ),
+        ('{"class_path": "torch.nn.NoSuchLoss"}', "NoSuchLoss", ValueError),
     ],
 )
-def test_bad_criterion_is_one_error_line(capsys, criterion, match):
+def test_bad_criterion_is_one_error_line(capsys, criterion, match, error):
     args = ["--config", str(ROOT / "recipes/vision/digits_noisy.yaml")]
     args += ["--model.criterion", criterion]
     with pytest.raises(SystemExit) as exc:
@@ -143,8 +150,9 @@ def test_bad_criterion_is_one_error_line(capsys, criterion, match):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("lightning-losses: error: ")
     assert re.search(match, err[0]), err[0]
-    # In Python (the default) the exception propagates for the caller to handle.
-    with pytest.raises(Exception, match=r"no_such_loss|label_smoothing|NoSuchLoss"):
+    # In Python (the default) the exception propagates for the caller to handle (jsonargparse
+    # wraps the cause in a ValueError naming it).
+    with pytest.raises(error, match=r"no_such_loss|label_smoothing|NoSuchLoss"):
         build_cli(args, run=False)
 
 
@@ -214,8 +222,7 @@ def test_user_modules_from_the_working_directory(tmp_path, monkeypatch):
 
 def test_console_script_finds_cwd_modules_and_prints_one_line(tmp_path):
     script = Path(sys.executable).with_name("lightning-losses")
-    if not script.exists():
-        pytest.skip("the console script is not installed (pip install -e .)")
+    assert script.exists(), "the console script is installed by `pip install -e .`"
     (tmp_path / "my_user_models.py").write_text(USER_MODULE)
     proc = subprocess.run(
         [
@@ -237,3 +244,76 @@ def test_console_script_finds_cwd_modules_and_prints_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("lightning-losses: error:")]
     assert len(lines) == 1 and "No loss registered under 'cross_entropyy'" in lines[0]
+
+
+def _fit_user_module(tmp_path, monkeypatch, *extra: str):
+    (tmp_path / "my_user_models.py").write_text(USER_MODULE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_user_models", raising=False)
+    args = ["fit", "--model", "my_user_models.TinyClassifier", "--data", "my_user_models.TinyData"]
+    args += ["--trainer.max_steps", "1", "--trainer.logger", "false"]
+    args += ["--trainer.enable_checkpointing", "false", "--trainer.enable_progress_bar", "false"]
+    args += ["--trainer.default_root_dir", str(tmp_path), *extra]
+    return build_cli(args, one_line_errors=True)
+
+
+def test_optimizer_from_the_command_line_replaces_a_user_modules_own(tmp_path, monkeypatch):
+    # A module that is not an OptimizerMixin gets LightningCLI's standard behaviour.
+    cli = _fit_user_module(tmp_path, monkeypatch, "--optimizer", "Adam", "--optimizer.lr", "0.01")
+    (optimizer,) = cli.trainer.optimizers
+    assert type(optimizer) is torch.optim.Adam and optimizer.param_groups[0]["lr"] == 0.01
+
+
+def test_lr_scheduler_without_optimizer_is_an_error_not_silence(tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _fit_user_module(
+            tmp_path, monkeypatch, "--lr_scheduler", "StepLR", "--lr_scheduler.step_size", "1"
+        )
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "ValueError: --lr_scheduler needs --optimizer for TinyClassifier" in err
+
+
+def test_recipe_optimizer_and_schedule_from_the_command_line(tmp_path):
+    config = str(ROOT / "recipes/vision/digits_noisy.yaml")
+    run = ["fit", "--config", config, "--trainer.max_steps", "1", "--trainer.limit_val_batches"]
+    run += ["1", *cli_output_args(tmp_path)]
+    default = build_cli(run)
+    (default_optimizer,) = default.trainer.optimizers
+    assert not default.trainer.lr_scheduler_configs
+    cli = build_cli(
+        [
+            *run,
+            "--optimizer",
+            "SGD",
+            "--optimizer.lr",
+            "0.05",
+            "--optimizer.momentum",
+            "0.9",
+            "--lr_scheduler",
+            "StepLR",
+            "--lr_scheduler.step_size",
+            "3",
+        ]
+    )
+    (optimizer,) = cli.trainer.optimizers
+    assert type(optimizer) is torch.optim.SGD
+    assert optimizer.param_groups[0]["lr"] == 0.05 and optimizer.param_groups[0]["momentum"] == 0.9
+    (config_,) = cli.trainer.lr_scheduler_configs
+    assert type(config_.scheduler) is torch.optim.lr_scheduler.StepLR
+    assert config_.scheduler.step_size == 3
+    # The same parameters are optimised either way, the recipe's own optimizer differs.
+    assert type(default_optimizer) is not torch.optim.SGD
+    n_default = sum(p.numel() for g in default_optimizer.param_groups for p in g["params"])
+    assert n_default == sum(p.numel() for g in optimizer.param_groups for p in g["params"])
+
+
+@pytest.mark.parametrize("config", BASES, ids=[_rel(c) for c in BASES])
+def test_every_recipe_takes_its_optimizer_from_the_command_line(config):
+    cli = build_cli(
+        ["--config", str(config), "--optimizer", "SGD", "--optimizer.lr", "0.125"], run=False
+    )
+    assert isinstance(cli.model, OptimizerMixin), type(cli.model).__name__
+    assert cli.model._optimizer_init == {"class_path": "torch.optim.SGD", "init_args": ANY}
+    assert cli.model._optimizer_init["init_args"]["lr"] == 0.125

@@ -1,4 +1,4 @@
-"""The metric-learning vision recipe: loss call modes, retrieval metrics, and a YAML run that learns."""
+"""The metric-learning recipe: loss call modes, retrieval metrics, and a YAML run that learns."""
 
 from __future__ import annotations
 
@@ -86,11 +86,17 @@ def test_unsupported_criteria_fail_at_construction():
         MetricLearningModule("cross_entropy")
     with pytest.raises(ValueError, match="views"):
         MetricLearningModule(views=1)
+    with pytest.raises(TypeError, match="views"):
+        MetricLearningModule(views=2.0)
+    with pytest.raises(ValueError, match="noise_std"):
+        MetricLearningModule(noise_std=-0.1)
+    with pytest.raises(ValueError, match="drop_prob"):
+        MetricLearningModule(drop_prob=1.0)
 
 
 @pytest.mark.slow
 def test_yaml_recipe_learns_retrievable_embeddings(tmp_path):
-    from lightning_losses.data.digits import NoisyDigitsDataModule
+    from lightning_losses.data import NoisyDigitsDataModule
 
     dm = NoisyDigitsDataModule(noise_rate=0.0)
     dm.setup()

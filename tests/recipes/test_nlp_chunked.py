@@ -1,4 +1,5 @@
-"""CausalLM with the chunked linear cross-entropy: the same numbers as the logits path, less memory."""
+"""CausalLM with criteria that consume hidden states (the chunked linear cross-entropy, a user
+loss implementing the protocol): the same numbers as the logits path, less memory."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
 
+from lightning_losses.losses import HiddenStatesCriterion
 from lightning_losses.recipes.nlp import CausalLM
 from tests._lightning import quiet_trainer
 
@@ -91,3 +96,67 @@ def test_validation_perplexity_matches_the_logits_path(tmp_path):
 def test_recipe_z_loss_with_the_chunked_criterion_is_refused():
     with pytest.raises(ValueError, match="criterion's own z_loss_coeff"):
         CausalLM(CHUNKED, z_loss_coeff=1e-4, **SIZE)
+
+
+class NaiveLinearCE(nn.Module):
+    """A user-defined criterion implementing the hidden-states protocol, outside the catalog:
+    it projects the hidden states itself, then takes the cross-entropy, and reports one
+    logging term."""
+
+    consumes_hidden_states = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reduction = "mean"
+        self.calls = 0
+
+    def forward(self, hidden, weight, target, bias=None):
+        self.calls += 1
+        logits = F.linear(hidden, weight, bias)
+        return F.cross_entropy(logits.transpose(1, 2), target, reduction=self.reduction)
+
+    def loss_terms(self):
+        return {"naive_calls": torch.tensor(float(self.calls))}
+
+
+def test_a_user_criterion_implementing_the_protocol_equals_the_logits_path():
+    torch.manual_seed(0)
+    ref = CausalLM(**SIZE)
+    user = CausalLM(NaiveLinearCE(), **SIZE)
+    user.load_state_dict(ref.state_dict())
+    assert isinstance(user.criterion, HiddenStatesCriterion) and user.uses_hidden_states
+    assert user.criterion.reduction == "none"  # LossMixin's copy, per token
+    ids, labels = _batch()
+    a, b = ref.lm_loss(ids, labels), user.lm_loss(ids, labels)
+    assert "hidden_states" in b.extras and "logits" not in b.extras
+    torch.testing.assert_close(b.per_sample, a.per_sample, atol=1e-6, rtol=1e-5)
+    a.loss.backward()
+    b.loss.backward()
+    for (name, pa), pb in zip(ref.named_parameters(), user.parameters(), strict=True):
+        torch.testing.assert_close(pb.grad, pa.grad, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_a_user_criterion_implementing_the_protocol_trains_and_logs_its_terms(tmp_path):
+    torch.manual_seed(0)
+    model = CausalLM(NaiveLinearCE(), **SIZE, lr=1e-2, warmup_steps=1)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    ids = torch.randint(64, (8, 12), generator=torch.Generator().manual_seed(0))
+    data = [{"input_ids": r[:-1], "labels": r[1:]} for r in ids]
+    trainer = quiet_trainer(
+        max_steps=3, enable_checkpointing=False, limit_val_batches=1, default_root_dir=tmp_path
+    )
+    trainer.fit(model, DataLoader(data, batch_size=4), DataLoader(data, batch_size=4))
+    metrics = trainer.callback_metrics
+    assert torch.isfinite(metrics["train/loss"]) and "train/naive_calls_step" in metrics
+    assert torch.isfinite(metrics["val/ppl"]) and metrics["val/ppl"] > 1
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+    assert "model.lm_head.weight" in changed, changed
+
+
+def test_the_protocol_flag_decides_not_the_class():
+    class Logits(NaiveLinearCE):
+        consumes_hidden_states = False
+
+    assert CausalLM(NaiveLinearCE(), **SIZE).uses_hidden_states
+    assert not CausalLM(Logits(), **SIZE).uses_hidden_states
+    assert not CausalLM("cross_entropy_z_loss", **SIZE).uses_hidden_states

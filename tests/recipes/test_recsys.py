@@ -8,6 +8,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch import Callback
 
 from lightning_losses.callbacks import PLDResampling
 from lightning_losses.data import InteractionDataModule
@@ -100,6 +101,25 @@ def test_a_non_ranking_criterion_is_rejected_when_built():
         RecsysModule(criterion="cross_entropy")
 
 
+class _StepRecorder(Callback):
+    """Per training batch: (losses, interactions, all finite, positives drawn from the pool)."""
+
+    def __init__(self):
+        self.batches = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        per_sample = outputs["per_sample"]
+        from_pool = (batch["cand_items"] == batch["pos_item"][:, None]).any(1).all()
+        self.batches.append(
+            (
+                per_sample.numel(),
+                len(batch["user"]),
+                bool(torch.isfinite(per_sample).all()),
+                bool(from_pool),
+            )
+        )
+
+
 def trainer(epochs, callbacks=()):
     return quiet_trainer(
         max_epochs=epochs,
@@ -138,8 +158,14 @@ def test_other_losses_train_and_pld_works_with_them(criterion, similarity, negat
     )
     model = RecsysModule(criterion=criterion, similarity=similarity, pld_inline=False)
     pld = PLDResampling(temperature=0.5)
-    t = trainer(3, [pld])
+    steps = _StepRecorder()
+    t = trainer(3, [pld, steps])
     t.fit(model, dm)
-    first = model.compute_loss  # the criterion runs with one loss per interaction
     assert torch.isfinite(t.callback_metrics["train/loss"])
-    assert len(pld.history) == 3 and first is not None
+    assert len(pld.history) == 3
+    # The criterion gives one finite loss per interaction of every batch (the per-sample losses
+    # PLD and the reweighting callbacks act on), and PLD rewrote the positive of each instance
+    # with one of its own candidates.
+    assert steps.batches and all(n_loss == n for n_loss, n, _, _ in steps.batches)
+    assert all(finite for _, _, finite, _ in steps.batches)
+    assert all(from_pool for _, _, _, from_pool in steps.batches)

@@ -1,13 +1,13 @@
-"""A run stopped at an epoch boundary and resumed from its checkpoint equals the uninterrupted run."""
+"""A run stopped at an epoch boundary and resumed from its checkpoint equals the full run."""
 
 from __future__ import annotations
 
 import torch
 from lightning.pytorch import Callback, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning_losses.recipes.image_classification import ImageClassifier
 
 from lightning_losses.data.digits import NoisyDigitsDataModule
-from lightning_losses.recipes.vision import ImageClassifier
 from tests._lightning import quiet_trainer
 
 

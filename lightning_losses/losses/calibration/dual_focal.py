@@ -1,4 +1,4 @@
-r"""Dual focal loss for calibration (CATALOG A, calibration).
+r"""Dual focal loss for calibration.
 
 From *Dual Focal Loss for Calibration*, Tao, Dong & Xu, ICML 2023 (arXiv:2305.13665). The
 official code (`Linwei94/DualFocalLoss`, `Losses/dual_focal_loss.py`) pins the detail followed
@@ -133,3 +133,7 @@ class DualFocalLoss(Loss):
             validate_args=validate_args,
             **_check_dual_focal_args(gamma=gamma, ignore_index=ignore_index),
         )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Loss of logits `input [N, C, *]` against class indices `target [N, *]`."""
+        return self._call_functional(input, target)

@@ -1,4 +1,4 @@
-r"""Encouraging loss: cross-entropy plus a bonus for well-classified examples (CATALOG A, calibration).
+r"""Encouraging loss: cross-entropy plus a bonus for well-classified examples.
 
 From *Well-classified Examples are Underestimated in Classification with Deep Neural Networks*,
 Zhao et al., AAAI 2022 (arXiv:2110.06537). The official code
@@ -163,3 +163,7 @@ class EncouragingLoss(Loss):
             validate_args=validate_args,
             **_check_encouraging_args(log_end=log_end, weight=weight, ignore_index=ignore_index),
         )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Loss of logits `input [N, C, *]` against class indices `target [N, *]`."""
+        return self._call_functional(input, target)

@@ -1,4 +1,4 @@
-r"""Cross-entropy with label smoothing, class weights and soft targets (CATALOG A01, A05).
+r"""Cross-entropy with label smoothing, class weights and soft targets.
 
 Label smoothing: *Rethinking the Inception Architecture for Computer Vision*, Szegedy et al.,
 CVPR 2016 (arXiv:1512.00567).
@@ -24,12 +24,7 @@ from lightning_losses.validation import (
     check_weight_arg,
 )
 
-__all__ = [
-    "CrossEntropyLoss",
-    "LabelSmoothingCrossEntropyLoss",
-    "cross_entropy",
-    "cross_entropy_rows",
-]
+__all__ = ["CrossEntropyLoss", "LabelSmoothingCrossEntropyLoss", "cross_entropy"]
 
 
 def _check_cross_entropy_args(
@@ -188,13 +183,19 @@ class CrossEntropyLoss(Loss):
             ),
         )
 
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Loss of logits `input [N, C, *]`, class indices `target [N, *]` or soft `[N, C, *]`."""
+        return self._call_functional(input, target)
+
 
 @register_loss("label_smoothing_ce", aliases=("label_smoothing_cross_entropy",))
 class LabelSmoothingCrossEntropyLoss(CrossEntropyLoss):
-    r"""Label-smoothed cross-entropy, $(1-\varepsilon)(-\log p_y) + \varepsilon\,\mathrm{mean}_k(-\log p_k)$.
+    r"""Label-smoothed CE, $(1-\varepsilon)(-\log p_y) + \varepsilon\,\mathrm{mean}_k(-\log p_k)$.
 
-    The CATALOG A05 baseline (same default and value as `timm.loss.LabelSmoothingCrossEntropy`),
-    with `ignore_index`, class weights and `reduction` added.
+    The label-smoothing baseline of *Rethinking the Inception Architecture for Computer Vision*
+    (Szegedy et al., CVPR 2016, arXiv:1512.00567), with the same default and value as
+    `timm.loss.LabelSmoothingCrossEntropy(smoothing=0.1)`, plus `ignore_index`, class weights
+    and `reduction`.
 
     Args:
         smoothing: $\varepsilon \in [0, 1]$ (default 0.1).
@@ -206,7 +207,8 @@ class LabelSmoothingCrossEntropyLoss(CrossEntropyLoss):
     Example:
         >>> import torch
         >>> from lightning_losses.losses import LabelSmoothingCrossEntropyLoss
-        >>> LabelSmoothingCrossEntropyLoss(smoothing=0.1)(torch.tensor([[3.0, 0.0]]), torch.tensor([0]))
+        >>> loss = LabelSmoothingCrossEntropyLoss(smoothing=0.1)
+        >>> loss(torch.tensor([[3.0, 0.0]]), torch.tensor([0]))
         tensor(0.1986)
     """
 

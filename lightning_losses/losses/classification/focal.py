@@ -1,4 +1,4 @@
-r"""Focal losses: multi-class softmax focal, sigmoid (binary / multi-label) focal and its Poly-1 form.
+r"""Focal losses: multi-class softmax focal, sigmoid (binary / multi-label) focal, Poly-1 focal.
 
 Focal loss comes from *Focal Loss for Dense Object Detection* (Lin et al., ICCV 2017,
 arXiv:1708.02002); the Poly-1 focal loss from *PolyLoss: A Polynomial Expansion Perspective of
@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 
-# -- softmax focal (A03) ---------------------------------------------------------------------------
+# -- softmax focal ---------------------------------------------------------------------------------
 
 
 def _check_focal_alpha(alpha: Any) -> float | Tensor | None:
@@ -74,7 +74,8 @@ def _alpha_vector(alpha: float | Tensor | None, num_classes: int, like: Tensor) 
     if isinstance(alpha, Tensor):
         if alpha.shape != (num_classes,):
             raise ValueError(
-                f"alpha must be a float or a [C] = ({num_classes},) tensor, got {tuple(alpha.shape)}"
+                f"alpha must be a float or a [C] = ({num_classes},) tensor, "
+                f"got {tuple(alpha.shape)}"
             )
         return alpha.to(device=like.device, dtype=like.dtype)
     return torch.full((num_classes,), alpha, device=like.device, dtype=like.dtype)
@@ -197,8 +198,12 @@ class FocalLoss(Loss):
             **_check_focal_args(gamma=gamma, alpha=alpha, weight=weight, ignore_index=ignore_index),
         )
 
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Loss of logits `input [N, C, *]` against class indices `target [N, *]`."""
+        return self._call_functional(input, target)
 
-# -- sigmoid focal (A04) and Poly-1 sigmoid focal (A02) ---------------------------------------------
+
+# -- sigmoid focal and Poly-1 sigmoid focal --------------------------------------------------------
 
 
 def _check_sigmoid_alpha(alpha: Any) -> float | None:
@@ -330,10 +335,11 @@ def sigmoid_focal_loss_torchvision(
 
 @register_loss("sigmoid_focal", aliases=("binary_focal",))
 class SigmoidFocalLoss(Loss):
-    r"""Sigmoid focal loss for binary / multi-label / dense targets, $\alpha_t (1-p_t)^\gamma\,\mathrm{BCE}$.
+    r"""Sigmoid focal loss, $\alpha_t (1-p_t)^\gamma\,\mathrm{BCE}$, for binary / multi-label data.
 
     See [sigmoid_focal_loss][lightning_losses.functional.sigmoid_focal_loss].
-    `reduction="none"` returns one loss per element.
+    `reduction="none"` returns one loss per element. `torchvision.ops.sigmoid_focal_loss`
+    defaults to `reduction="none"`; with `reduction="mean"` it reproduces this default.
 
     Paper: *Focal Loss for Dense Object Detection*, Lin et al., ICCV 2017 (arXiv:1708.02002).
 
@@ -371,6 +377,10 @@ class SigmoidFocalLoss(Loss):
             **_check_sigmoid_focal_args(alpha=alpha, gamma=gamma),
         )
 
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Loss of logits `input` (any shape) against `target` in `[0, 1]`, same shape."""
+        return self._call_functional(input, target)
+
 
 def _check_poly_focal_args(*, epsilon: Any, alpha: Any, gamma: Any) -> dict[str, Any]:
     return {
@@ -400,8 +410,9 @@ def poly_focal_loss(
     adds $\epsilon (1-P_t)^{\gamma+1}$ to the focal loss, and its code listing applies the balance
     to the focal loss first (`FL = alpha_t * FL`) and then adds the unweighted poly term
     (`Poly1 = FL + epsilon * pow(1 - pt, gamma + 1)`). `timm.loss.PolyBinaryCrossEntropy`
-    (timm 1.0) instead multiplies $\alpha_t$ into *both* terms. The two agree when the balance is off (`alpha=None` in both, or `alpha < 0`
-    here) and otherwise differ by exactly the poly term's weight:
+    (timm 1.0) instead multiplies $\alpha_t$ into *both* terms. The two agree when the balance
+    is off (`alpha=None` in both, or `alpha < 0` here) and otherwise differ by exactly the poly
+    term's weight:
 
     $$
     \ell_{\text{ours}} - \ell_{\text{timm}} = (1 - \alpha_t)\,\epsilon\,(1-p_t)^{\gamma+1}
@@ -492,3 +503,7 @@ class PolyFocalLoss(Loss):
             validate_args=validate_args,
             **_check_poly_focal_args(epsilon=epsilon, alpha=alpha, gamma=gamma),
         )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Loss of logits `input` (any shape) against `target` in `[0, 1]`, same shape."""
+        return self._call_functional(input, target)

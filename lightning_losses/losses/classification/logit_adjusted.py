@@ -1,4 +1,4 @@
-r"""Logit-adjusted cross-entropy for long-tailed labels (CATALOG A20).
+r"""Logit-adjusted cross-entropy for long-tailed labels.
 
 From *Long-tail learning via logit adjustment*, Menon et al., ICLR 2021 (arXiv:2007.07314).
 """
@@ -208,9 +208,5 @@ class LogitAdjustedLoss(Loss):
     def forward(
         self, input: Tensor, target: Tensor, class_priors: Tensor | Sequence[float] | None = None
     ) -> Tensor:
-        hp = self.hparams
-        if class_priors is not None:
-            hp["class_priors"] = class_priors
-        return self.functional(
-            input, target, **hp, reduction=self.reduction, validate_args=self.validate_args
-        )
+        """Loss of logits `input [N, C, *]`; `class_priors [C]` overrides the stored priors."""
+        return self._call_functional(input, target, class_priors=class_priors)

@@ -1,4 +1,4 @@
-r"""One-vs-the-rest loss: a binary logistic loss per class, summed over classes (CATALOG A17).
+r"""One-vs-the-rest loss: a binary logistic loss per class, summed over classes.
 
 From *One-vs-the-Rest Loss to Focus on Important Samples in Adversarial Training*, Kanai et al.,
 ICML 2023 (arXiv:2207.10283).
@@ -111,3 +111,7 @@ class OneVsRestLoss(Loss):
             validate_args=validate_args,
             **_check_one_vs_rest_args(ignore_index=ignore_index),
         )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Loss of logits `input [N, C, *]` against class indices `target [N, *]`."""
+        return self._call_functional(input, target)

@@ -1,4 +1,4 @@
-r"""Poly-1 / Poly-N loss: cross-entropy plus polynomial terms in $(1 - p_t)$ (CATALOG A01).
+r"""Poly-1 / Poly-N loss: cross-entropy plus polynomial terms in $(1 - p_t)$.
 
 From *PolyLoss: A Polynomial Expansion Perspective of Classification Loss Functions*, Leng et
 al., ICLR 2022 (arXiv:2204.12511). The sigmoid Poly-1 focal loss lives in `focal.py`.
@@ -81,6 +81,9 @@ def poly_loss(
     [cross_entropy][lightning_losses.functional.cross_entropy] exactly, weights and smoothing
     included.
 
+    Same value and gradient as `timm.loss.PolyCrossEntropy` with the same `epsilon` and
+    `smoothing` (timm defaults to `epsilon=2.0`, this function to 1.0).
+
     Paper: *PolyLoss: A Polynomial Expansion Perspective of Classification Loss Functions*,
     Leng et al., ICLR 2022 (arXiv:2204.12511).
 
@@ -146,8 +149,9 @@ class PolyLoss(Loss):
     Leng et al., ICLR 2022 (arXiv:2204.12511).
 
     Args:
-        epsilon: polynomial coefficient (default 1.0; the paper's best ImageNet value was 2.0),
-            or a sequence `(ε_1, …, ε_N)` for Poly-N (stored as a tuple).
+        epsilon: polynomial coefficient (default 1.0; the paper's best ImageNet value was 2.0,
+            which is also the default of timm's `PolyCrossEntropy`: `PolyCrossEntropy(epsilon=1.0)`
+            reproduces ours), or a sequence `(ε_1, …, ε_N)` for Poly-N (stored as a tuple).
         weight: per-class weight `[C]`.
         ignore_index: target value that is ignored.
         label_smoothing: $\varepsilon \in [0, 1]$.
@@ -187,3 +191,7 @@ class PolyLoss(Loss):
                 label_smoothing=label_smoothing,
             ),
         )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Loss of logits `input [N, C, *]`, class indices `target [N, *]` or soft `[N, C, *]`."""
+        return self._call_functional(input, target)

@@ -1,4 +1,4 @@
-r"""Spherical Z-loss: a shift- and scale-invariant softplus of the standardised target logit (A16).
+r"""Spherical Z-loss: a shift- and scale-invariant softplus of the standardised target logit.
 
 From *The Z-loss: a shift and scale invariant classification loss belonging to the Spherical
 Family*, de Brébisson & Vincent, 2016 (arXiv:1604.08859). Not the language-model logit z-loss
@@ -59,8 +59,8 @@ def spherical_z_loss(
     Invariant to shifting and (positively) scaling the logits, like rank-based metrics; not the
     same as the language-model logit z-loss [ZLoss][lightning_losses.losses.ZLoss]. The paper
     tunes `a` and `b` per task and gives no universal default; `a=0.1, b=10` are a starting
-    point (CATALOG), not a paper setting. Since $z_y \le \sqrt{C-1}$, a large `b` keeps the loss
-    in its near-linear regime.
+    point chosen for this library, not a paper setting. Since $z_y \le \sqrt{C-1}$, a large `b`
+    keeps the loss in its near-linear regime.
 
     A floor is added to $\sigma^2$ so that all-equal logits give $z_y = 0$ (not NaN): $10^{-12}$,
     or $\epsilon_{16}^2 \approx 9.5 \cdot 10^{-7}$ (float16's machine epsilon squared) when
@@ -154,3 +154,7 @@ class SphericalZLoss(Loss):
             validate_args=validate_args,
             **_check_spherical_z_args(a=a, b=b, ignore_index=ignore_index),
         )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Loss of logits `input [N, C, *]` against class indices `target [N, *]`."""
+        return self._call_functional(input, target)

@@ -1,4 +1,4 @@
-r"""Squentropy: cross-entropy plus the mean square of the incorrect-class logits (CATALOG A13).
+r"""Squentropy: cross-entropy plus the mean square of the incorrect-class logits.
 
 From *Cut your Losses with Squentropy*, Hui, Belkin & Wright, ICML 2023 (arXiv:2302.03952).
 """
@@ -120,3 +120,7 @@ class SquentropyLoss(Loss):
             validate_args=validate_args,
             **_check_squentropy_args(ignore_index=ignore_index),
         )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Loss of logits `input [N, C, *]` against class indices `target [N, *]`."""
+        return self._call_functional(input, target)

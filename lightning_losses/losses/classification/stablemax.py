@@ -1,4 +1,4 @@
-r"""StableMax cross-entropy: softmax replaced by a linearly growing normaliser (CATALOG A19).
+r"""StableMax cross-entropy: softmax replaced by a linearly growing normaliser.
 
 From *Grokking at the Edge of Numerical Stability*, Prieto et al., ICLR 2025 (arXiv:2501.04697).
 `log_stablemax` is public for use outside the loss (e.g. StableMax predictions).
@@ -55,12 +55,12 @@ class _LogStableS(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor) -> Tensor:
         ctx.save_for_backward(x)
         return torch.where(x >= 0, torch.log1p(x.clamp_min(0)), -torch.log1p((-x).clamp_min(0)))
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> Tensor:
         (x,) = ctx.saved_tensors
         return grad / (1 + x.abs())
 
@@ -157,3 +157,7 @@ class StableMaxCrossEntropyLoss(Loss):
             validate_args=validate_args,
             **_check_stablemax_args(ignore_index=ignore_index),
         )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Loss of logits `input [N, C, *]` against class indices `target [N, *]`."""
+        return self._call_functional(input, target)

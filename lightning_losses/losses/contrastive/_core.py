@@ -30,8 +30,10 @@ def contrast_rows(
     With $s_{ac} = \hat a \cdot \hat c / \tau$ over L2-normalised rows, the denominator set
     $A(a)$ = every contrast column except the anchor's own (`self_cols`), and positives $P(a)$:
 
-    - `variant="out"`: $\ell_a = -\frac{1}{|P(a)|}\sum_{p \in P(a)} s_{ap} + \mathrm{LSE}_{c \in A(a)} s_{ac}$
-    - `variant="in"`: $\ell_a = -\mathrm{LSE}_{p \in P(a)} s_{ap} + \log|P(a)| + \mathrm{LSE}_{c \in A(a)} s_{ac}$
+    - `variant="out"`:
+      $\ell_a = -\frac{1}{|P(a)|}\sum_{p \in P(a)} s_{ap} + \mathrm{LSE}_{c \in A(a)} s_{ac}$
+    - `variant="in"`:
+      $\ell_a = -\mathrm{LSE}_{p \in P(a)} s_{ap} + \log|P(a)| + \mathrm{LSE}_{c \in A(a)} s_{ac}$
 
     Positives are given by exactly one of: `pos_cols` (one column per anchor), label equality
     (`anchor_labels` vs `contrast_labels`), or a fresh boolean `pos_mask [A, C]` (modified in
@@ -59,6 +61,8 @@ def contrast_rows(
         return rows, torch.ones_like(rows, dtype=torch.bool)
 
     if pos_mask is None:
+        if anchor_labels is None or contrast_labels is None:
+            raise ValueError("contrast_rows needs pos_cols, pos_mask, or both label tensors")
         pos_mask = anchor_labels[:, None] == contrast_labels[None, :]
     if self_cols is not None:
         pos_mask[rows_idx, self_cols] = False

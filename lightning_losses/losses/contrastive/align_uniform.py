@@ -1,4 +1,4 @@
-r"""Alignment + uniformity on the hypersphere (CATALOG B04).
+r"""Alignment + uniformity on the hypersphere.
 
 *Understanding Contrastive Representation Learning through Alignment and Uniformity on the
 Hypersphere*, Wang & Isola, ICML 2020 (arXiv:2005.10242); official code `SsnL/align_uniform`.
@@ -39,7 +39,7 @@ def _check_align_uniform_args(
 
 
 def uniformity(x: Tensor, t: float = 2.0) -> Tensor:
-    r"""The uniformity term $\log \frac{1}{\binom{M}{2}}\sum_{i<j} e^{-t\|x_i - x_j\|^2}$ of `[M, D]` rows.
+    r"""Uniformity $\log \frac{1}{\binom{M}{2}}\sum_{i<j} e^{-t\|x_i - x_j\|^2}$ of `[M, D]` rows.
 
     Computed as a log-sum-exp over the $i < j$ pairs (finite for any input, where the official
     `torch.pdist(x).pow(2).mul(-t).exp().mean().log()` underflows to $-\infty$ for far-apart
@@ -55,7 +55,7 @@ def uniformity(x: Tensor, t: float = 2.0) -> Tensor:
 
     Example:
         >>> import torch
-        >>> from lightning_losses.losses.contrastive.align_uniform import uniformity
+        >>> from lightning_losses.functional import uniformity
         >>> uniformity(torch.eye(3))  # three orthonormal points: all pairs at distance^2 = 2
         tensor(-4.)
     """
@@ -209,3 +209,7 @@ class AlignmentUniformityLoss(EmbeddingLoss):
             reduction=reduction,
             validate_args=validate_args,
         )
+
+    def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
+        """Loss of two views `z1 [N, D]`, `z2 [N, D]` (row i of each: the same sample)."""
+        return self._call_functional(z1, z2)

@@ -1,4 +1,4 @@
-r"""Decoupled softmax for multi-positive retrieval / extreme multi-label (CATALOG B13).
+r"""Decoupled softmax for multi-positive retrieval / extreme multi-label.
 
 *Dual-Encoders for Extreme Multi-Label Classification* (DEXML), Gupta et al., ICLR 2024
 (arXiv:2310.10636); official code `nilesh2797/DEXML` (`losses.py`, `decoupled-softmax`).
@@ -174,3 +174,7 @@ class DecoupledSoftmaxLoss(EmbeddingLoss):
             reduction=reduction,
             validate_args=validate_args,
         )
+
+    def forward(self, query: Tensor, label_emb: Tensor, targets: Tensor) -> Tensor:
+        """Loss of `query [N, D]` against `label_emb [L, D]` with multi-hot `targets [N, L]`."""
+        return self._call_functional(query, label_emb, targets)

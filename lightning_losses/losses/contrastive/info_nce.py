@@ -1,4 +1,4 @@
-r"""InfoNCE (query → key) and NT-Xent (two views, every view an anchor) (CATALOG B01).
+r"""InfoNCE (query → key) and NT-Xent (two views, every view an anchor).
 
 *Representation Learning with Contrastive Predictive Coding*, van den Oord et al., 2018
 (arXiv:1807.03748); *A Simple Framework for Contrastive Learning of Visual Representations*
@@ -135,14 +135,17 @@ def nt_xent_loss(
     *A Simple Framework for Contrastive Learning of Visual Representations*, Chen et al.,
     ICML 2020 (arXiv:2002.05709). Verified, value and gradient, against
     `pytorch_metric_learning.losses.NTXentLoss(temperature=τ)` on `cat([z1, z2])` with labels
-    `arange(N)` twice; equals [supcon_loss][lightning_losses.functional.supcon_loss] without
-    labels at `base_temperature=temperature` (tests). Computed from one `[2N, 2N]` similarity.
+    `arange(N)` twice; PML's default τ is 0.07, ours 0.1, so PML reproduces our default with
+    `NTXentLoss(temperature=0.1)` (its mean over positive pairs is ours: one positive per
+    anchor). Equals [supcon_loss][lightning_losses.functional.supcon_loss] without labels at
+    `base_temperature=temperature` (tests). Computed from one `[2N, 2N]` similarity.
 
     Args:
         z1: first views `[N, D]`.
         z2: second views `[N, D]`.
         ref_emb: extra negatives `[R, D]` (a queue), not gathered.
-        temperature: $\tau > 0$ (catalog default 0.1; SimCLR used 0.5 at large batch).
+        temperature: $\tau > 0$ (default 0.1; SimCLR used 0.5 at large batch, PML's default is
+            0.07).
         gather_distributed: all-gather both views across ranks (with gradient); the anchors are
             the local views.
         reduction: `"mean" | "sum" | "none"` (`"none"`: `[N, 2]`, the loss of each view as
@@ -239,6 +242,10 @@ class InfoNCELoss(EmbeddingLoss):
             validate_args=validate_args,
         )
 
+    def forward(self, query: Tensor, key: Tensor, *, ref_emb: Tensor | None = None) -> Tensor:
+        """Loss of `query [N, D]` against `key [N, D]`; optional negatives `ref_emb [R, D]`."""
+        return self._call_functional(query, key, ref_emb=ref_emb)
+
 
 @register_loss("nt_xent", aliases=("ntxent", "simclr"))
 class NTXentLoss(EmbeddingLoss):
@@ -288,3 +295,7 @@ class NTXentLoss(EmbeddingLoss):
             reduction=reduction,
             validate_args=validate_args,
         )
+
+    def forward(self, z1: Tensor, z2: Tensor, *, ref_emb: Tensor | None = None) -> Tensor:
+        """Loss of two views `z1 [N, D]`, `z2 [N, D]`; optional extra negatives `ref_emb [R, D]`."""
+        return self._call_functional(z1, z2, ref_emb=ref_emb)

@@ -1,4 +1,4 @@
-r"""Sigmoid contrastive loss of SigLIP, with a learnable temperature and bias (CATALOG B03).
+r"""Sigmoid contrastive loss of SigLIP, with a learnable temperature and bias.
 
 *Sigmoid Loss for Language Image Pre-Training*, Zhai et al., ICCV 2023 (arXiv:2303.15343);
 reference implementation `open_clip.loss.SigLipLoss` (mlfoundations/open_clip).
@@ -185,16 +185,13 @@ class SigmoidContrastiveLoss(EmbeddingLoss):
         self.log_scale = nn.Parameter(torch.tensor(self.init_log_scale))
         self.bias = nn.Parameter(torch.tensor(self.init_bias))
 
+    def _functional_kwargs(self) -> dict[str, Any]:
+        # The learnable temperature and bias are the module's own parameters.
+        return {**super()._functional_kwargs(), "log_scale": self.log_scale, "bias": self.bias}
+
     def forward(self, image_emb: Tensor, text_emb: Tensor) -> Tensor:
-        return sigmoid_contrastive_loss(
-            image_emb,
-            text_emb,
-            log_scale=self.log_scale,
-            bias=self.bias,
-            **self.hparams,
-            reduction=self.reduction,
-            validate_args=self.validate_args,
-        )
+        """Loss of `image_emb [N, D]` against `text_emb [N, D]` (row i of each: a matching pair)."""
+        return self._call_functional(image_emb, text_emb)
 
     def extra_repr(self) -> str:
         return f"init_log_scale={self.init_log_scale:.4g}, init_bias={self.init_bias:.4g}, " + (

@@ -1,4 +1,4 @@
-r"""Supervised contrastive loss (CATALOG B02).
+r"""Supervised contrastive loss.
 
 *Supervised Contrastive Learning*, Khosla et al., NeurIPS 2020 (arXiv:2004.11362); official code
 `HobbitLong/SupContrast` (`losses.py`), checked line by line for this implementation.
@@ -90,8 +90,9 @@ def supcon_loss(
 
     *Supervised Contrastive Learning*, Khosla et al., NeurIPS 2020 (arXiv:2004.11362). Verified
     against the official `HobbitLong/SupContrast` `losses.py` (formula, defaults, τ/τ_base scale)
-    and, value and gradient, against `pytorch_metric_learning.losses.SupConLoss` (which has no
-    base-temperature scaling: equal with `base_temperature=temperature`).
+    and, value and gradient, against `pytorch_metric_learning.losses.SupConLoss`, which has no
+    base-temperature scaling (equal with `base_temperature=temperature`) and defaults to
+    `temperature=0.1`: PML's `SupConLoss(temperature=0.07)` reproduces our defaults.
 
     Args:
         features: `[N, V, D]` (V views) or `[N, D]` (one view); normalised inside.
@@ -273,3 +274,15 @@ class SupConLoss(EmbeddingLoss):
             reduction=reduction,
             validate_args=validate_args,
         )
+
+    def forward(
+        self,
+        features: Tensor,
+        labels: Tensor | None = None,
+        mask: Tensor | None = None,
+        *,
+        ref_emb: Tensor | None = None,
+        ref_labels: Tensor | None = None,
+    ) -> Tensor:
+        """Loss of `features [N, V, D]` or `[N, D]` with `labels [N]` or `mask [N, N]`."""
+        return self._call_functional(features, labels, mask, ref_emb=ref_emb, ref_labels=ref_labels)

@@ -1,4 +1,4 @@
-r"""Memory-lean linear cross-entropy: LM-head projection + CE (+ z-loss) in token chunks (CATALOG F02).
+r"""Memory-lean linear cross-entropy: LM-head projection + CE (+ z-loss) in token chunks.
 
 The `[B·T, V]` logits of a language model's head are never materialised, in the forward or the
 backward: a custom autograd function projects one chunk of hidden states at a time, keeps only
@@ -6,14 +6,16 @@ each token's log-sum-exp, and recomputes the chunk's logits in the backward. Eng
 Liger Kernel's `FusedLinearCrossEntropy` (*Liger Kernel: Efficient Triton Kernels for LLM
 Training*, Hsu et al., arXiv:2410.10989) and Cut Cross-Entropy (*Cut Your Losses in
 Large-Vocabulary Language Models*, Wijmans et al., arXiv:2411.09009); the per-row math is the
-fused cross-entropy + z-loss of `fused_ce.py`.
+fused cross-entropy + z-loss of `fused_ce.py`. The loss module implements the hidden-states
+criterion protocol (`HiddenStatesCriterion` of `lightning_losses.losses.hidden_states`), so a
+model hands it hidden states instead of logits.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar, Literal, TypeVar, cast, overload
 
 import torch
 from torch import Tensor
@@ -44,6 +46,7 @@ __all__ = ["ChunkedLinearCrossEntropyLoss", "chunked_linear_cross_entropy"]
 _CHUNK_LOGITS = 1 << 24
 _MIN_CHUNK = 16
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
+_Fn = TypeVar("_Fn", bound=Callable[..., Any])
 
 
 def _check_chunk_size(chunk_size: Any) -> int | None:
@@ -74,7 +77,7 @@ def _chunk_logits(
     return upcast(logits), h
 
 
-def _autocast_off(fn: Callable[..., Any]) -> Callable[..., Any]:
+def _autocast_off(fn: _Fn) -> _Fn:
     """Run a Function's forward/backward with autocast off on the inputs' device.
 
     The dtypes chosen in `_prepare_linear` decide the precision, identically in the forward and
@@ -88,7 +91,7 @@ def _autocast_off(fn: Callable[..., Any]) -> Callable[..., Any]:
         with torch.autocast(device_type=ctx.device_type, enabled=False):
             return fn(ctx, *args)
 
-    return wrapper
+    return cast(_Fn, wrapper)
 
 
 def _chunk_grads(
@@ -140,7 +143,7 @@ def _cast_back(
     return (
         grad_h,
         None if grad_w is None else grad_w.to(weight.dtype),
-        None if grad_b is None else grad_b.to(bias.dtype),
+        None if grad_b is None or bias is None else grad_b.to(bias.dtype),
     )
 
 
@@ -369,6 +372,57 @@ def _chunked(
     )
 
 
+@overload
+def chunked_linear_cross_entropy(
+    input: Tensor,
+    weight: Tensor,
+    target: Tensor,
+    bias: Tensor | None = None,
+    *,
+    z_loss_coeff: float = ...,
+    label_smoothing: float = ...,
+    ignore_index: int = ...,
+    chunk_size: int | None = ...,
+    reduction: str = ...,
+    return_z_loss: Literal[False] = False,
+    validate_args: bool = ...,
+) -> Tensor: ...
+
+
+@overload
+def chunked_linear_cross_entropy(
+    input: Tensor,
+    weight: Tensor,
+    target: Tensor,
+    bias: Tensor | None = None,
+    *,
+    z_loss_coeff: float = ...,
+    label_smoothing: float = ...,
+    ignore_index: int = ...,
+    chunk_size: int | None = ...,
+    reduction: str = ...,
+    return_z_loss: Literal[True],
+    validate_args: bool = ...,
+) -> LMLossOutput: ...
+
+
+@overload
+def chunked_linear_cross_entropy(
+    input: Tensor,
+    weight: Tensor,
+    target: Tensor,
+    bias: Tensor | None = None,
+    *,
+    z_loss_coeff: float = ...,
+    label_smoothing: float = ...,
+    ignore_index: int = ...,
+    chunk_size: int | None = ...,
+    reduction: str = ...,
+    return_z_loss: bool,
+    validate_args: bool = ...,
+) -> Tensor | LMLossOutput: ...
+
+
 def chunked_linear_cross_entropy(
     input: Tensor,
     weight: Tensor,
@@ -383,7 +437,7 @@ def chunked_linear_cross_entropy(
     return_z_loss: bool = False,
     validate_args: bool = True,
 ) -> Tensor | LMLossOutput:
-    r"""Cross-entropy (+ z-loss) of an LM head's logits $z = hW^\top + b$ without materialising them.
+    r"""Cross-entropy (+ z-loss) of an LM head's logits $z = hW^\top + b$, never materialised.
 
     $$
     \ell_t = \mathrm{lse}_t - (1-\varepsilon)\, z_{t,y_t} - \frac{\varepsilon}{V}\sum_v z_{t,v}
@@ -491,8 +545,12 @@ class ChunkedLinearCrossEntropyLoss(Loss):
 
     See [chunked_linear_cross_entropy][lightning_losses.functional.chunked_linear_cross_entropy]
     for the formula and the memory/compute trade-off. `forward(input, weight, target, bias=None)`
-    takes the final hidden states and `lm_head.weight` instead of logits; with `z_loss_coeff > 0`
-    the detached z-loss part (mean over non-ignored tokens) is left in `last_z_loss` for logging.
+    takes the final hidden states and `lm_head.weight` instead of logits: the class implements
+    the [HiddenStatesCriterion][lightning_losses.losses.HiddenStatesCriterion] protocol
+    (`consumes_hidden_states = True`), so the NLP recipe's `CausalLM` never builds the logits.
+    With `z_loss_coeff > 0` the detached z-loss part (mean over non-ignored tokens) of the last
+    call is kept in `last_z_loss` and reported by `loss_terms()` as `{"z_loss": ...}`, for
+    logging (it is already inside the returned loss).
     Under FSDP2 call it where `lm_head.weight` is unsharded: inside the forward of the FSDP unit
     that owns the LM head (see docs/guide/lm_memory.md).
 
@@ -516,12 +574,19 @@ class ChunkedLinearCrossEntropyLoss(Loss):
         >>> loss = ChunkedLinearCrossEntropyLoss(z_loss_coeff=1e-4, chunk_size=4)
         >>> out = loss(torch.randn(2, 6, 8), head.weight, torch.randint(50, (2, 6)))
         >>> out.backward()
-        >>> head.weight.grad.shape, loss.last_z_loss.ndim
-        (torch.Size([50, 8]), 0)
+        >>> head.weight.grad.shape, loss.last_z_loss.ndim, sorted(loss.loss_terms())
+        (torch.Size([50, 8]), 0, ['z_loss'])
     """
 
     functional = staticmethod(chunked_linear_cross_entropy)
     input_kind = InputKind.SEQUENCES
+    consumes_hidden_states: ClassVar[bool] = True
+
+    # The hyperparameters, stored by the `Loss` base (typed here for the readers of `forward`).
+    z_loss_coeff: float
+    label_smoothing: float
+    ignore_index: int | None
+    chunk_size: int | None
 
     def __init__(
         self,
@@ -547,6 +612,11 @@ class ChunkedLinearCrossEntropyLoss(Loss):
     def forward(
         self, input: Tensor, weight: Tensor, target: Tensor, bias: Tensor | None = None
     ) -> Tensor:
+        """The chunked cross-entropy (+ z-loss) of `input @ weight.T + bias` against `target`.
+
+        The functional's own `_chunked` computes it; the z-loss part comes out of the same
+        pass (without a gradient of its own) for `last_z_loss`.
+        """
         loss, z, valid = _chunked(
             input,
             weight,
@@ -565,3 +635,10 @@ class ChunkedLinearCrossEntropyLoss(Loss):
                 z = z / valid.sum().clamp_min(1).to(z.dtype)
             self.last_z_loss = z
         return loss
+
+    def loss_terms(self) -> dict[str, Tensor]:
+        """`{"z_loss": last_z_loss}` after a call with `z_loss_coeff > 0`, else `{}`.
+
+        For logging: the z-loss is already inside the value `forward` returned.
+        """
+        return {} if self.last_z_loss is None else {"z_loss": self.last_z_loss}

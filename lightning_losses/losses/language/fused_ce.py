@@ -1,4 +1,4 @@
-r"""Cross-entropy and z-loss fused on one log-sum-exp (CATALOG F01 + A05 for language models).
+r"""Cross-entropy and z-loss of a language model's logits, fused on one log-sum-exp.
 
 The z-loss $c\,(\log Z)^2$ of *Small-scale proxies for large-scale Transformer training
 instabilities*, Wortsman et al., ICLR 2024 (arXiv:2309.14322; from PaLM, arXiv:2204.02311), is
@@ -10,7 +10,7 @@ chunked linear cross-entropy of `chunked_ce.py`.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, overload
 
 import torch
 from torch import Tensor
@@ -98,7 +98,7 @@ def ce_z_grad_logits(
 
 
 class _CrossEntropyZ(torch.autograd.Function):
-    """`(ce_rows, z_rows)` of `[M, V]` logits; saves only the logits (alive anyway) and `lse [M]`."""
+    """`(ce_rows, z_rows)` of `[M, V]` logits; saves the logits (alive anyway) and `lse [M]`."""
 
     @staticmethod
     def forward(
@@ -135,6 +135,48 @@ def _ce_z_batch(
     )
     ce, z = _CrossEntropyZ.apply(batch.logits, batch.target, label_smoothing, z_loss_coeff)
     return batch, (ce + z if z_loss_coeff > 0 else ce), z
+
+
+@overload
+def cross_entropy_with_z_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    z_loss_coeff: float = ...,
+    label_smoothing: float = ...,
+    ignore_index: int = ...,
+    reduction: str = ...,
+    return_z_loss: Literal[False] = False,
+    validate_args: bool = ...,
+) -> Tensor: ...
+
+
+@overload
+def cross_entropy_with_z_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    z_loss_coeff: float = ...,
+    label_smoothing: float = ...,
+    ignore_index: int = ...,
+    reduction: str = ...,
+    return_z_loss: Literal[True],
+    validate_args: bool = ...,
+) -> LMLossOutput: ...
+
+
+@overload
+def cross_entropy_with_z_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    z_loss_coeff: float = ...,
+    label_smoothing: float = ...,
+    ignore_index: int = ...,
+    reduction: str = ...,
+    return_z_loss: bool,
+    validate_args: bool = ...,
+) -> Tensor | LMLossOutput: ...
 
 
 def cross_entropy_with_z_loss(
@@ -246,6 +288,11 @@ class CrossEntropyWithZLoss(Loss):
     functional = staticmethod(cross_entropy_with_z_loss)
     input_kind = InputKind.SEQUENCES
 
+    # The hyperparameters, stored by the `Loss` base.
+    z_loss_coeff: float
+    label_smoothing: float
+    ignore_index: int | None
+
     def __init__(
         self,
         z_loss_coeff: float = 1e-4,
@@ -266,6 +313,7 @@ class CrossEntropyWithZLoss(Loss):
         self.last_z_loss: Tensor | None = None
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Total (cross-entropy + z-loss) of `input` logits; z-loss mean kept in `last_z_loss`."""
         batch, total, z = _ce_z_batch(
             input, target, **self.hparams, validate_args=self.validate_args
         )

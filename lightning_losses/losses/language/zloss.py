@@ -153,3 +153,7 @@ class ZLoss(Loss):
             validate_args=validate_args,
             **_check_z_loss_args(coeff=coeff, ignore_index=ignore_index),
         )
+
+    def forward(self, input: Tensor, target: Tensor | None = None) -> Tensor:
+        """z-loss of logits `input [N, V, *]`; optional token ids `target [N, *]`."""
+        return self._call_functional(input, target)

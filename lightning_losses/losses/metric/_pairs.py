@@ -1,4 +1,4 @@
-"""Private helpers of the pair / triplet losses: the anchor-vs-reference batch and masked reductions.
+"""Private helpers of the pair / triplet losses: the anchor-vs-reference batch, masked reductions.
 
 Every pair loss of this package scores each *local* anchor against a set of references: the
 batch itself (optionally gathered over ranks, self-pairs excluded) or explicit `ref_emb` /
@@ -9,6 +9,7 @@ and the positive / negative masks; the losses only add their formula.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -67,13 +68,14 @@ def prepare_pairs(
     lab = check_labels("labels", labels, emb.shape[0], validate_args=validate_args)
     refs, ref_lab = check_ref(ref_emb, ref_labels, emb.shape[1], need_labels=True, like=emb)
     if refs is None:
-        refs, ref_lab, offset = gather_batch(emb, lab, gather_distributed=gather_distributed)
-        pos = lab[:, None] == ref_lab[None, :]
+        refs, all_lab, offset = gather_batch(emb, lab, gather_distributed=gather_distributed)
+        pos = lab[:, None] == cast(Tensor, all_lab)[None, :]  # labels in, labels out
         neg = ~pos
         idx = torch.arange(emb.shape[0], device=emb.device)
         pos[idx, idx + offset] = False  # an anchor is not its own positive
     else:
-        pos = lab[:, None] == ref_lab.to(lab.device)[None, :]
+        # check_ref(..., need_labels=True) returned the reference labels.
+        pos = lab[:, None] == cast(Tensor, ref_lab).to(lab.device)[None, :]
         neg = ~pos
     return PairBatch(emb, refs, pos, neg)
 

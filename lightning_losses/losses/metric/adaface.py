@@ -1,4 +1,4 @@
-r"""AdaFace: a margin that adapts to image quality through the feature norm (CATALOG B07).
+r"""AdaFace: a margin that adapts to image quality through the feature norm.
 
 *AdaFace: Quality Adaptive Margin for Face Recognition*, Kim, Jain and Liu, CVPR 2022
 (arXiv:2204.00964). Checked against the authors' `head.py` (`mk-minchul/AdaFace`, class
@@ -69,7 +69,8 @@ def adaface_loss(
     statistics $\mu$, $\sigma$:
 
     $$
-    \hat z = \operatorname{clip}\Big(h\,\frac{\lVert z\rVert - \mu}{\sigma + \epsilon}, -1, 1\Big),\quad
+    \hat z = \operatorname{clip}\Big(h\,\frac{\lVert z\rVert - \mu}{\sigma + \epsilon},
+        -1, 1\Big),\quad
     \theta' = \operatorname{clip}(\theta_y - m\hat z,\ \epsilon,\ \pi - \epsilon),
     $$
 
@@ -107,7 +108,8 @@ def adaface_loss(
         >>> from lightning_losses.functional import adaface_loss
         >>> centres = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
         >>> emb = torch.tensor([[20.0, 2.0], [1.0, 10.0]])
-        >>> adaface_loss(emb, torch.tensor([0, 1]), centres, batch_mean=15.0, batch_std=5.0, scale=8.0)
+        >>> y = torch.tensor([0, 1])
+        >>> adaface_loss(emb, y, centres, batch_mean=15.0, batch_std=5.0, scale=8.0)
         tensor(0.0303)
     """
     check_reduction(reduction)
@@ -155,7 +157,8 @@ class AdaFaceLoss(ClassCentreLoss):
         validate_args: run the host-syncing data checks on every call.
 
     Shape:
-        - embeddings: `[N, D]` unnormalised; labels: `[N]`; weight (only without own centres): `[C, D]`.
+        - embeddings: `[N, D]` unnormalised; labels: `[N]`; weight (only without own centres):
+          `[C, D]`.
         - output: scalar, or `[N]` with `reduction="none"`.
 
     Example:
@@ -210,21 +213,16 @@ class AdaFaceLoss(ClassCentreLoss):
             torch.where(std.isnan(), self.batch_std, std * a + (1 - a) * self.batch_std)
         )
 
+    def _functional_kwargs(self) -> dict[str, Any]:
+        # The running norm statistics are the module's own buffers.
+        stats = {"batch_mean": self.batch_mean, "batch_std": self.batch_std}
+        return {**super()._functional_kwargs(), **stats}
+
     def forward(self, embeddings: Tensor, labels: Tensor, weight: Tensor | None = None) -> Tensor:
-        """The loss of `embeddings [N, D]` with `labels [N]`; updates the norm statistics in training."""
+        """Loss of `embeddings [N, D]`, `labels [N]`; in training, first updates the norm stats."""
         if self.training:
             self._update_stats(embeddings, labels)
-        weight = self._centres(weight)
-        return adaface_loss(
-            embeddings,
-            labels,
-            weight,
-            self.batch_mean,
-            self.batch_std,
-            **self.hparams,
-            reduction=self.reduction,
-            validate_args=self.validate_args,
-        )
+        return self._call_functional(embeddings, labels, self._centres(weight))
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", t_alpha={self.t_alpha}"

@@ -1,4 +1,4 @@
-r"""Circle loss, pair-wise form with labels (CATALOG B05).
+r"""Circle loss, pair-wise form with labels.
 
 *Circle Loss: A Unified Perspective of Pair Similarity Optimization*, Sun et al., CVPR 2020
 (arXiv:2002.10857). Checked against pytorch-metric-learning's `CircleLoss` (value and gradient).
@@ -57,8 +57,10 @@ def circle_loss(
     Defaults are the paper's face-recognition setting ($m = 0.25$, $\gamma = 256$);
     pytorch-metric-learning defaults to its fine-grained-retrieval setting ($m = 0.4$,
     $\gamma = 80$). An anchor without a positive or without a negative gets loss 0 (and counts in
-    the mean); pytorch-metric-learning zeroes it too, but its default reducer then averages over
-    the non-zero anchors only.
+    the mean); pytorch-metric-learning zeroes it too, but its default reducer
+    (`AvgNonZeroReducer`) then averages over the non-zero anchors only. PML's
+    `CircleLoss(m=0.25, gamma=256, reducer=MeanReducer())` reproduces ours (value and gradient,
+    tested); its default equals ours when every anchor has a positive and a negative.
 
     *Circle Loss: A Unified Perspective of Pair Similarity Optimization*, Sun et al., CVPR 2020
     (arXiv:2002.10857).
@@ -154,3 +156,13 @@ class CircleLoss(EmbeddingLoss):
             validate_args=validate_args,
             **_check_circle_args(margin=margin, gamma=gamma, gather_distributed=gather_distributed),
         )
+
+    def forward(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        ref_emb: Tensor | None = None,
+        ref_labels: Tensor | None = None,
+    ) -> Tensor:
+        """Loss of `embeddings [N, D]`, `labels [N]`; opt. `ref_emb [M, D]`, `ref_labels [M]`."""
+        return self._call_functional(embeddings, labels, ref_emb, ref_labels)

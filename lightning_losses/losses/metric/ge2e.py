@@ -1,4 +1,4 @@
-r"""Generalized end-to-end (GE2E) loss for speaker verification (CATALOG B09).
+r"""Generalized end-to-end (GE2E) loss for speaker verification.
 
 *Generalized End-to-End Loss for Speaker Verification*, Wan, Wang, Papir and Lopez Moreno,
 ICASSP 2018 (arXiv:1710.10467). Tested against a naive float64 loop written from the paper's
@@ -81,7 +81,8 @@ def ge2e_loss(
     n, m, _ = x.shape
     if m < 2:
         raise ValueError(
-            f"embeddings must hold M ≥ 2 utterances per speaker ([N, M, D]), got shape {tuple(x.shape)}"
+            "embeddings must hold M ≥ 2 utterances per speaker ([N, M, D]), "
+            f"got shape {tuple(x.shape)}"
         )
     e = F.normalize(x, dim=-1)
     total = e.sum(dim=1)  # [N, D]
@@ -153,13 +154,10 @@ class GE2ELoss(EmbeddingLoss):
         self.w = nn.Parameter(torch.tensor(self.init_w))
         self.b = nn.Parameter(torch.tensor(self.init_b))
 
+    def _functional_kwargs(self) -> dict[str, Any]:
+        # The learnable scale and bias are the module's own parameters.
+        return {**super()._functional_kwargs(), "w": self.w, "b": self.b}
+
     def forward(self, embeddings: Tensor) -> Tensor:
-        """The loss of `embeddings [N, M, D]`."""
-        return ge2e_loss(
-            embeddings,
-            self.w,
-            self.b,
-            **self.hparams,
-            reduction=self.reduction,
-            validate_args=self.validate_args,
-        )
+        """Loss of `embeddings [N, M, D]`: `N` speakers, `M ≥ 2` utterances each."""
+        return self._call_functional(embeddings)

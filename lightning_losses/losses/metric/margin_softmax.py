@@ -1,11 +1,11 @@
 r"""Softmax losses over learnable class centres (proxies): ArcFace, CosFace, NormalizedSoftmax.
 
 - *ArcFace: Additive Angular Margin Loss for Deep Face Recognition*, Deng et al., CVPR 2019
-  (arXiv:1801.07698) — CATALOG B06.
+  (arXiv:1801.07698).
 - *CosFace: Large Margin Cosine Loss for Deep Face Recognition*, Wang et al., CVPR 2018
-  (arXiv:1801.09414) — CATALOG B06.
+  (arXiv:1801.09414).
 - *Classification is a Strong Baseline for Deep Metric Learning*, Zhai and Wu, BMVC 2019
-  (arXiv:1811.12649), the normalised softmax — CATALOG B12.
+  (arXiv:1811.12649), the normalised softmax.
 
 Each has a functional form that takes the centres `weight [C, D]` explicitly, and a module
 that owns them as an `nn.Parameter` (built with `num_classes` and `embedding_size`) or takes them
@@ -20,7 +20,6 @@ DDP's gradient averaging averages the centres' gradients like any other paramete
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -58,7 +57,7 @@ def cosine_logits(
     ignore_index: int | None,
     validate_args: bool,
 ) -> ClassificationBatch:
-    """Validated cosines `[N, C]` of the rows of `embeddings` and of `weight`, as a classification batch.
+    """Validated cosines `[N, C]` of the rows of `embeddings` and `weight`, as a batch.
 
     Shared by every class-centre loss of the package (margin softmax, AdaFace, Partial FC).
     Ignored rows are zeroed before the normalisation, so a NaN/inf embedding in an ignored row
@@ -158,8 +157,10 @@ def arcface_loss(
 
     Past $\theta_y > \pi - m$ the target logit is $s(\cos\theta_y - m\sin m)$ (insightface's
     and pytorch-metric-learning's convention, see
-    [arcface_target_logit][lightning_losses.losses.metric.margin_softmax.arcface_target_logit]).
-    The margin is in radians (pytorch-metric-learning takes degrees: its 28.6 is 0.5 rad).
+    [arcface_target_logit][lightning_losses.functional.arcface_target_logit]).
+    The margin is in radians. pytorch-metric-learning's `ArcFaceLoss` takes degrees and
+    defaults to 28.6° (0.4992 rad): `ArcFaceLoss(margin=math.degrees(0.5), scale=64)` there
+    reproduces our default (tested, value and gradient).
 
     *ArcFace: Additive Angular Margin Loss for Deep Face Recognition*, Deng et al., CVPR 2019
     (arXiv:1801.07698).
@@ -185,7 +186,8 @@ def arcface_loss(
         >>> import torch
         >>> from lightning_losses.functional import arcface_loss
         >>> centres = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-        >>> arcface_loss(torch.tensor([[2.0, 0.2], [0.1, 1.0]]), torch.tensor([0, 1]), centres, scale=8.0)
+        >>> emb, y = torch.tensor([[2.0, 0.2], [0.1, 1.0]]), torch.tensor([0, 1])
+        >>> arcface_loss(emb, y, centres, scale=8.0)
         tensor(0.0030)
     """
     check_reduction(reduction)
@@ -239,7 +241,8 @@ def cosface_loss(
         >>> import torch
         >>> from lightning_losses.functional import cosface_loss
         >>> centres = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-        >>> cosface_loss(torch.tensor([[2.0, 0.2], [0.1, 1.0]]), torch.tensor([0, 1]), centres, scale=8.0)
+        >>> emb, y = torch.tensor([[2.0, 0.2], [0.1, 1.0]]), torch.tensor([0, 1])
+        >>> cosface_loss(emb, y, centres, scale=8.0)
         tensor(0.0126)
     """
     check_reduction(reduction)
@@ -277,8 +280,7 @@ def normalized_softmax_loss(
     (CosFace with $m = 0$ and $s = 1/\tau$).
 
     *Classification is a Strong Baseline for Deep Metric Learning*, Zhai and Wu, BMVC 2019
-    (arXiv:1811.12649); CATALOG B12 cites it through *Hyperspherical embedding for novel
-    classes*.
+    (arXiv:1811.12649).
 
     Args:
         embeddings: `[N, D]` (normalised inside).
@@ -300,7 +302,8 @@ def normalized_softmax_loss(
         >>> import torch
         >>> from lightning_losses.functional import normalized_softmax_loss
         >>> centres = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-        >>> normalized_softmax_loss(torch.tensor([[2.0, 0.2], [0.1, 1.0]]), torch.tensor([0, 1]), centres, temperature=0.5)
+        >>> emb, y = torch.tensor([[2.0, 0.2], [0.1, 1.0]]), torch.tensor([0, 1])
+        >>> normalized_softmax_loss(emb, y, centres, temperature=0.5)
         tensor(0.1542)
     """
     check_reduction(reduction)
@@ -323,7 +326,6 @@ class ClassCentreLoss(EmbeddingLoss):
 
     target_arg: ClassVar[str | None] = "labels"
     distributed_semantics: ClassVar[str] = DistributedSemantics.LOCAL
-    functional: ClassVar[Callable[..., Tensor] | None] = None
 
     def __init__(
         self,
@@ -347,7 +349,7 @@ class ClassCentreLoss(EmbeddingLoss):
         self.embedding_size = (
             None if embedding_size is None else check_int("embedding_size", embedding_size, low=1)
         )
-        if self.num_classes is None:
+        if self.num_classes is None or self.embedding_size is None:
             self.register_parameter("weight", None)
         else:
             self.weight = nn.Parameter(torch.empty(self.num_classes, self.embedding_size))
@@ -359,23 +361,8 @@ class ClassCentreLoss(EmbeddingLoss):
             nn.init.normal_(self.weight, std=0.01)
 
     def forward(self, embeddings: Tensor, labels: Tensor, weight: Tensor | None = None) -> Tensor:
-        """The loss of `embeddings [N, D]` with `labels [N]` against the centres.
-
-        Args:
-            embeddings: `[N, D]`.
-            labels: `[N]` class indices.
-            weight: centres `[C, D]`, only for a module built without `num_classes`.
-        """
-        weight = self._centres(weight)
-        fn = type(self).functional
-        return fn(
-            embeddings,
-            labels,
-            weight,
-            **self.hparams,
-            reduction=self.reduction,
-            validate_args=self.validate_args,
-        )
+        """Loss of `embeddings [N, D]`, `labels [N]`; centres `weight [C, D]` if none are owned."""
+        return self._call_functional(embeddings, labels, self._centres(weight))
 
     def _centres(self, weight: Tensor | None) -> Tensor:
         # Exactly one source of centres: the owned parameter or the forward argument.
@@ -403,7 +390,7 @@ class ArcFaceLoss(ClassCentreLoss):
     r"""ArcFace: additive angular margin softmax over learnable class centres.
 
     See [arcface_loss][lightning_losses.functional.arcface_loss] for the formula and the
-    $\theta_y + m > \pi$ convention; [ClassCentreLoss][lightning_losses.losses.metric.margin_softmax.ClassCentreLoss]
+    $\theta_y + m > \pi$ convention; [ClassCentreLoss][lightning_losses.losses.ClassCentreLoss]
     for owned vs passed centres.
 
     *ArcFace: Additive Angular Margin Loss for Deep Face Recognition*, Deng et al., CVPR 2019
@@ -458,7 +445,7 @@ class CosFaceLoss(ClassCentreLoss):
     r"""CosFace: additive cosine margin softmax over learnable class centres.
 
     See [cosface_loss][lightning_losses.functional.cosface_loss] for the formula;
-    [ClassCentreLoss][lightning_losses.losses.metric.margin_softmax.ClassCentreLoss] for owned
+    [ClassCentreLoss][lightning_losses.losses.ClassCentreLoss] for owned
     vs passed centres.
 
     *CosFace: Large Margin Cosine Loss for Deep Face Recognition*, Wang et al., CVPR 2018
@@ -511,7 +498,7 @@ class NormalizedSoftmaxLoss(ClassCentreLoss):
     r"""Normalised softmax: temperature-scaled cosine cross-entropy over learnable class centres.
 
     See [normalized_softmax_loss][lightning_losses.functional.normalized_softmax_loss];
-    [ClassCentreLoss][lightning_losses.losses.metric.margin_softmax.ClassCentreLoss] for owned
+    [ClassCentreLoss][lightning_losses.losses.ClassCentreLoss] for owned
     vs passed centres.
 
     *Classification is a Strong Baseline for Deep Metric Learning*, Zhai and Wu, BMVC 2019

@@ -153,3 +153,13 @@ class MultiSimilarityLoss(EmbeddingLoss):
                 alpha=alpha, beta=beta, base=base, gather_distributed=gather_distributed
             ),
         )
+
+    def forward(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        ref_emb: Tensor | None = None,
+        ref_labels: Tensor | None = None,
+    ) -> Tensor:
+        """Loss of `embeddings [N, D]`, `labels [N]`; opt. `ref_emb [M, D]`, `ref_labels [M]`."""
+        return self._call_functional(embeddings, labels, ref_emb, ref_labels)

@@ -1,4 +1,4 @@
-r"""Partial FC: margin softmax over a sampled subset of the class centres (CATALOG B08).
+r"""Partial FC: margin softmax over a sampled subset of the class centres.
 
 *Partial FC: Training 10 Million Identities on a Single Machine*, An et al., ICCVW 2021
 (arXiv:2010.05222). The sampling follows insightface's `PartialFC_V2.sample` (every class
@@ -66,11 +66,12 @@ def sample_centres(
 
     Example:
         >>> import torch
-        >>> from lightning_losses.losses.metric.partial_fc import sample_centres
+        >>> from lightning_losses.functional import sample_centres
         >>> g = torch.Generator().manual_seed(0)
         >>> index, remapped = sample_centres(torch.tensor([7, 2, 7]), 10, 0.5, generator=g)
+        >>> position = {int(c): i for i, c in enumerate(index)}
         >>> len(index), sorted({2, 7} & set(index.tolist())), remapped.tolist() == [
-        ...     int((index == 7).nonzero()), int((index == 2).nonzero()), int((index == 7).nonzero())]
+        ...     position[7], position[2], position[7]]
         (5, [2, 7], True)
     """
     valid = (
@@ -107,13 +108,14 @@ def partial_fc_loss(
     r"""Partial FC: ArcFace / CosFace cross-entropy over a sampled subset $S$ of the centres.
 
     $$
-    \ell = -\log \frac{e^{f(\cos\theta_y)}}{e^{f(\cos\theta_y)} + \sum_{k \in S\setminus y} e^{s\cos\theta_k}},
+    \ell = -\log \frac{e^{f(\cos\theta_y)}}
+        {e^{f(\cos\theta_y)} + \sum_{k \in S\setminus y} e^{s\cos\theta_k}},
     $$
 
     $f$ the margin of `margin_loss` (ArcFace $s\cos(\theta+m)$ or CosFace $s(\cos\theta - m)$),
     $S$ = the batch's classes plus uniformly sampled others, $|S| = \max(\lceil rC\rceil,
     \#\text{batch classes})$ (see
-    [sample_centres][lightning_losses.losses.metric.partial_fc.sample_centres]). Only the
+    [sample_centres][lightning_losses.functional.sample_centres]). Only the
     sampled centres get a gradient. Single-process sampling: insightface shards the centres over
     ranks (model parallel), which is not implemented here; under DDP every rank samples its own
     subset (seed the ranks' generators differently) and DDP averages the centre gradients.
@@ -148,7 +150,8 @@ def partial_fc_loss(
         >>> g = torch.Generator().manual_seed(0)
         >>> partial_fc_loss(emb, y, w, sample_rate=0.2, generator=g).shape
         torch.Size([])
-        >>> bool(torch.isclose(partial_fc_loss(emb, y, w, sample_rate=1.0), arcface_loss(emb, y, w)))
+        >>> full = partial_fc_loss(emb, y, w, sample_rate=1.0)
+        >>> bool(torch.isclose(full, arcface_loss(emb, y, w)))
         True
     """
     check_reduction(reduction)
@@ -252,17 +255,13 @@ class PartialFCLoss(ClassCentreLoss):
         else:
             self.generator.manual_seed(self.seed)
 
+    def _functional_kwargs(self) -> dict[str, Any]:
+        # The negatives are drawn from the module's own generator.
+        return {**super()._functional_kwargs(), "generator": self.generator}
+
     def forward(self, embeddings: Tensor, labels: Tensor, weight: Tensor | None = None) -> Tensor:
-        """The loss of `embeddings [N, D]` with `labels [N]`; draws the negatives from `generator`."""
-        return partial_fc_loss(
-            embeddings,
-            labels,
-            self._centres(weight),
-            **self.hparams,
-            generator=self.generator,
-            reduction=self.reduction,
-            validate_args=self.validate_args,
-        )
+        """Loss of `embeddings [N, D]`, `labels [N]`; draws the negatives from `generator`."""
+        return self._call_functional(embeddings, labels, self._centres(weight))
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", seed={self.seed}"

@@ -1,4 +1,4 @@
-r"""Prototypical networks loss for few-shot episodes (CATALOG B11).
+r"""Prototypical networks loss for few-shot episodes.
 
 *Prototypical Networks for Few-shot Learning*, Snell, Swersky and Zemel, NeurIPS 2017
 (arXiv:1703.05175). Tested against a naive float64 loop.
@@ -147,3 +147,13 @@ class PrototypicalLoss(EmbeddingLoss):
         super().__init__(
             reduction=reduction, validate_args=validate_args, **_check_proto_args(distance=distance)
         )
+
+    def forward(
+        self,
+        query: Tensor,
+        query_labels: Tensor,
+        support: Tensor,
+        support_labels: Tensor,
+    ) -> Tensor:
+        """Loss of `query [Q, D]`, `query_labels [Q]` against prototypes of `support [S, D]`."""
+        return self._call_functional(query, query_labels, support, support_labels)

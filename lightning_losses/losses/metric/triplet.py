@@ -1,4 +1,4 @@
-r"""Triplet margin loss over every valid triplet of a labelled batch (CATALOG B10, "batch all").
+r"""Triplet margin loss over every valid triplet of a labelled batch ("batch all").
 
 *FaceNet: A Unified Embedding for Face Recognition and Clustering*, Schroff et al., CVPR 2015
 (arXiv:1503.03832); batch-all averaging over the active triplets: *In Defense of the Triplet
@@ -53,7 +53,8 @@ def triplet_margin_loss(
     negative $n \in N_i$ (other label) of the batch ("batch all" mining):
 
     $$
-    \ell_i = \operatorname{mean}_{p \in P_i,\, n \in N_i} \big[d(x_i, x_p) - d(x_i, x_n) + m\big]_+ ,
+    \ell_i = \operatorname{mean}_{p \in P_i,\, n \in N_i}
+        \big[d(x_i, x_p) - d(x_i, x_n) + m\big]_+ ,
     $$
 
     $d$ the Euclidean distance (of L2-normalised embeddings when `normalize_embeddings`). With
@@ -65,9 +66,17 @@ def triplet_margin_loss(
     every anchor has the same number of active triplets. An anchor without a positive or a
     negative has no triplet and loss 0 (counted in the mean).
 
-    `margin=1.0` is `torch.nn.TripletMarginLoss`'s default (pytorch-metric-learning uses 0.05 on
-    normalised embeddings); with `normalize_embeddings=False` one triplet per anchor is exactly
-    `torch.nn.TripletMarginLoss`. Memory: `[P, M]` for `P` anchor-positive pairs and `M`
+    No pytorch-metric-learning reducer reproduces this per-anchor mean (its `PerAnchorReducer`
+    does not take triplets). Its `MeanReducer` value is the count-weighted mean of ours: with
+    `rows = triplet_margin_loss(..., average_nonzero=False, reduction="none")` and
+    $c_i = |P_i|\,|N_i|$ the number of triplets of anchor $i$, it is
+    $\sum_i c_i\,\text{rows}_i / \sum_i c_i$; its default `AvgNonZeroReducer` equals our
+    default when every anchor has the same number of active triplets (both tested).
+
+    `margin=1.0` is `torch.nn.TripletMarginLoss`'s default (pytorch-metric-learning's is 0.05, on
+    normalised embeddings: pass `margin=0.05` to compare); with `normalize_embeddings=False` one
+    triplet per anchor is exactly `torch.nn.TripletMarginLoss(eps=0)` (torch's default
+    `eps=1e-6` is added inside its distance). Memory: `[P, M]` for `P` anchor-positive pairs and `M`
     references (never the `[N, M, M]` cube of all triplets).
 
     *FaceNet*, Schroff et al. (arXiv:1503.03832); *In Defense of the Triplet Loss for Person
@@ -184,3 +193,13 @@ class TripletMarginLoss(EmbeddingLoss):
                 gather_distributed=gather_distributed,
             ),
         )
+
+    def forward(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        ref_emb: Tensor | None = None,
+        ref_labels: Tensor | None = None,
+    ) -> Tensor:
+        """Loss of `embeddings [N, D]`, `labels [N]`; opt. `ref_emb [M, D]`, `ref_labels [M]`."""
+        return self._call_functional(embeddings, labels, ref_emb, ref_labels)

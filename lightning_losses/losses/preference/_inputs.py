@@ -34,7 +34,10 @@ class PreferenceBatch:
         return self.policy_rejected - self.reference_rejected
 
     def margin(self) -> Tensor:
-        r"""$h = (\log\pi(y_w) - \log\pi_{ref}(y_w)) - (\log\pi(y_l) - \log\pi_{ref}(y_l))$ `[N]`."""
+        r"""The log-ratio margin `[N]`, chosen minus rejected.
+
+        $h = (\log\pi(y_w) - \log\pi_{ref}(y_w)) - (\log\pi(y_l) - \log\pi_{ref}(y_l))$.
+        """
         return self.chosen_logratio() - self.rejected_logratio()
 
 
@@ -96,7 +99,7 @@ def prepare_preference(
         _check_vector(name, ref, pc, POLICY_CHOSEN)
         # The reference model is a constant of the objective: never back-propagate into it.
         refs.append(torch.zeros_like(pc) if reference_free else ref.detach().to(dtype))
-    lengths = []
+    lengths: list[Tensor | None] = []
     for name, value in (("chosen_lengths", chosen_lengths), ("rejected_lengths", rejected_lengths)):
         if value is None:
             if need_lengths is not None:

@@ -1,11 +1,12 @@
-r"""DPO and its sigmoid-family variants: conservative (label-smoothed), robust and SFT-regularised (CATALOG E01–E04).
+r"""DPO and its sigmoid-family variants: conservative (label-smoothed), robust, SFT-regularised.
 
 All take per-sequence log-probabilities summed over the response tokens, of the policy and of a
 frozen reference, for the chosen ($y_w$) and rejected ($y_l$) response of each pair, and build
 the log-ratio margin
 
 $$
-h = \big(\log\pi_\theta(y_w) - \log\pi_{ref}(y_w)\big) - \big(\log\pi_\theta(y_l) - \log\pi_{ref}(y_l)\big).
+h = \big(\log\pi_\theta(y_w) - \log\pi_{ref}(y_w)\big)
+    - \big(\log\pi_\theta(y_l) - \log\pi_{ref}(y_l)\big).
 $$
 
 Papers:
@@ -169,7 +170,7 @@ def implicit_rewards(
     *,
     beta: float = 0.1,
 ) -> tuple[Tensor, Tensor]:
-    r"""DPO's implicit rewards $r = \beta(\log\pi_\theta(y) - \log\pi_{ref}(y))$ of both responses (detached).
+    r"""DPO's implicit rewards $r = \beta(\log\pi_\theta(y) - \log\pi_{ref}(y))$, both responses.
 
     The diagnostics TRL logs as `rewards/chosen`, `rewards/rejected`; their difference is the
     reward margin $\beta h$ and `(chosen > rejected)` the reward accuracy. Rafailov et al.,
@@ -230,7 +231,7 @@ class DPOLoss(Loss):
     Example:
         >>> import torch
         >>> from lightning_losses.losses import DPOLoss
-        >>> lp = torch.tensor([-5.0]), torch.tensor([-9.0]), torch.tensor([-7.0]), torch.tensor([-7.0])
+        >>> lp = [torch.tensor([v]) for v in (-5.0, -9.0, -7.0, -7.0)]
         >>> DPOLoss(beta=0.5)(*lp)
         tensor(0.1269)
         >>> DPOLoss()
@@ -252,6 +253,26 @@ class DPOLoss(Loss):
             reduction=reduction,
             validate_args=validate_args,
             **_check_dpo_args(beta=beta, reference_free=reference_free),
+        )
+
+    def forward(
+        self,
+        policy_chosen_logps: Tensor,
+        policy_rejected_logps: Tensor,
+        reference_chosen_logps: Tensor | None,
+        reference_rejected_logps: Tensor | None,
+        *,
+        chosen_lengths: Tensor | None = None,
+        rejected_lengths: Tensor | None = None,
+    ) -> Tensor:
+        """Loss per pair from `[N]` summed response log-probs; lengths `[N]` where used."""
+        return self._call_functional(
+            policy_chosen_logps,
+            policy_rejected_logps,
+            reference_chosen_logps,
+            reference_rejected_logps,
+            chosen_lengths=chosen_lengths,
+            rejected_lengths=rejected_lengths,
         )
 
 
@@ -276,7 +297,9 @@ def conservative_dpo_loss(
 
     The binary cross-entropy of $\sigma(\beta h)$ against the soft label $1 - \varepsilon$ (each
     preference assumed flipped with probability $\varepsilon$). $\varepsilon = 0$ is DPO. Same
-    value as TRL `loss_type="sigmoid"` with `label_smoothing=ε` (TRL ≤ 0.29; see the test).
+    value as TRL `loss_type="sigmoid"` with `label_smoothing=ε` (TRL ≤ 0.29; see the test);
+    TRL's `label_smoothing` defaults to 0 (plain DPO), and `label_smoothing=0.1` there
+    reproduces this loss's default.
     Its minimiser is a finite margin, $\beta h^* = \log\frac{1-\varepsilon}{\varepsilon}$, unlike
     DPO's; it is a biased estimate of the clean DPO loss (Chowdhury et al., arXiv:2403.00409).
 
@@ -305,7 +328,7 @@ def conservative_dpo_loss(
     Example:
         >>> import torch
         >>> from lightning_losses.functional import conservative_dpo_loss
-        >>> lp = torch.tensor([-5.0]), torch.tensor([-9.0]), torch.tensor([-7.0]), torch.tensor([-7.0])
+        >>> lp = [torch.tensor([v]) for v in (-5.0, -9.0, -7.0, -7.0)]
         >>> conservative_dpo_loss(*lp, beta=0.5, label_smoothing=0.1)
         tensor(0.3269)
     """
@@ -327,7 +350,7 @@ def conservative_dpo_loss(
 
 @register_loss("conservative_dpo", aliases=("cdpo",))
 class ConservativeDPOLoss(Loss):
-    r"""Conservative (label-smoothed) DPO: $-(1-\varepsilon)\log\sigma(\beta h) - \varepsilon\log\sigma(-\beta h)$.
+    r"""Conservative DPO: $-(1-\varepsilon)\log\sigma(\beta h) - \varepsilon\log\sigma(-\beta h)$.
 
     See [conservative_dpo_loss][lightning_losses.functional.conservative_dpo_loss]
     (cDPO note; DPO arXiv:2305.18290).
@@ -365,6 +388,26 @@ class ConservativeDPOLoss(Loss):
             **_check_cdpo_args(beta=beta, label_smoothing=label_smoothing),
         )
 
+    def forward(
+        self,
+        policy_chosen_logps: Tensor,
+        policy_rejected_logps: Tensor,
+        reference_chosen_logps: Tensor,
+        reference_rejected_logps: Tensor,
+        *,
+        chosen_lengths: Tensor | None = None,
+        rejected_lengths: Tensor | None = None,
+    ) -> Tensor:
+        """Loss per pair from `[N]` summed response log-probs; lengths `[N]` where used."""
+        return self._call_functional(
+            policy_chosen_logps,
+            policy_rejected_logps,
+            reference_chosen_logps,
+            reference_rejected_logps,
+            chosen_lengths=chosen_lengths,
+            rejected_lengths=rejected_lengths,
+        )
+
 
 def robust_dpo_loss(
     policy_chosen_logps: Tensor,
@@ -382,13 +425,16 @@ def robust_dpo_loss(
     r"""Robust DPO (rDPO): the unbiased DPO loss under preference flips of known rate $\varepsilon$.
 
     $$
-    \ell = \frac{(1-\varepsilon)\,\big(-\log\sigma(\beta h)\big) - \varepsilon\,\big(-\log\sigma(-\beta h)\big)}{1 - 2\varepsilon}
+    \ell = \frac{(1-\varepsilon)\,\big(-\log\sigma(\beta h)\big)
+        - \varepsilon\,\big(-\log\sigma(-\beta h)\big)}{1 - 2\varepsilon}
     $$
 
     If each observed preference is flipped independently with probability $\varepsilon < 1/2$,
     the expectation of $\ell$ over the flips equals the clean DPO loss
     (Chowdhury et al., Eq. 9 / Lemma 3.1). $\varepsilon = 0$ is DPO. A single pair's loss can be
-    negative. Same value as TRL `loss_type="robust"` with `label_smoothing=ε`.
+    negative. Same value as TRL `loss_type="robust"` with `label_smoothing=ε`; TRL's
+    `label_smoothing` defaults to 0 (plain DPO), and `label_smoothing=0.1` there reproduces this
+    loss's default `epsilon=0.1` (both tested end to end).
 
     Paper: *Provably Robust DPO: Aligning Language Models with Noisy Feedback*, Chowdhury et al.,
     ICML 2024 (arXiv:2403.00409).
@@ -415,7 +461,7 @@ def robust_dpo_loss(
     Example:
         >>> import torch
         >>> from lightning_losses.functional import robust_dpo_loss
-        >>> lp = torch.tensor([-5.0]), torch.tensor([-9.0]), torch.tensor([-7.0]), torch.tensor([-7.0])
+        >>> lp = [torch.tensor([v]) for v in (-5.0, -9.0, -7.0, -7.0)]
         >>> robust_dpo_loss(*lp, beta=0.5, epsilon=0.1)
         tensor(-0.1231)
     """
@@ -474,6 +520,26 @@ class RobustDPOLoss(Loss):
             **_check_rdpo_args(beta=beta, epsilon=epsilon),
         )
 
+    def forward(
+        self,
+        policy_chosen_logps: Tensor,
+        policy_rejected_logps: Tensor,
+        reference_chosen_logps: Tensor,
+        reference_rejected_logps: Tensor,
+        *,
+        chosen_lengths: Tensor | None = None,
+        rejected_lengths: Tensor | None = None,
+    ) -> Tensor:
+        """Loss per pair from `[N]` summed response log-probs; lengths `[N]` where used."""
+        return self._call_functional(
+            policy_chosen_logps,
+            policy_rejected_logps,
+            reference_chosen_logps,
+            reference_rejected_logps,
+            chosen_lengths=chosen_lengths,
+            rejected_lengths=rejected_lengths,
+        )
+
 
 def rpo_loss(
     policy_chosen_logps: Tensor,
@@ -489,7 +555,7 @@ def rpo_loss(
     reduction: str = "mean",
     validate_args: bool = True,
 ) -> Tensor:
-    r"""Regularised preference optimisation (RPO): DPO plus an SFT (NLL) term on the chosen response.
+    r"""Regularised preference optimisation (RPO): DPO plus an SFT (NLL) term on the chosen.
 
     $$
     \ell = -\log\sigma(\beta h) + \eta\,\mathrm{NLL}(y_w), \qquad
@@ -500,16 +566,16 @@ def rpo_loss(
     The SFT term imitates the chosen responses (the paper's baseline distribution) and keeps
     their likelihood from collapsing. $\eta = 0$ is DPO.
 
-    VERIFY outcome (CATALOG E04): checked against TRL, not against the paper's text, which
-    could not be read in this session. TRL's `rpo_alpha` (`trl/trainer/dpo_trainer.py`, ≤ 0.28;
-    since 0.29 `loss_type=["sigmoid", "sft"]`, `loss_weights=[1, η]`) adds $\eta$ times the
-    token-mean cross-entropy of the chosen responses, with no $\beta$ factor, and TRL's paper
-    index maps this paper's $\eta$ (Appendix E.1: $\eta = 0.005$, $\beta = 0.01$) to that weight
-    directly. This loss does the same. Two documented differences: TRL's token mean is over
-    all chosen tokens of the batch, this one is per pair ($\mathrm{NLL}_i / |y_{w,i}|$, needed
-    for `reduction="none"`; equal when the lengths are equal); and whether the paper's
-    Algorithm 2 writes the term as $\eta\beta\,\mathrm{NLL}$ is not verified: for that form pass
-    `eta=η·β`.
+    Checked against TRL's implementation. TRL's `rpo_alpha` (`trl/trainer/dpo_trainer.py`,
+    ≤ 0.28; since 0.29 `loss_type=["sigmoid", "sft"]`, `loss_weights=[1, η]`) adds $\eta$ times
+    the token-mean cross-entropy of the chosen responses, with no $\beta$ factor, and TRL's
+    paper index maps this paper's $\eta$ (Appendix E.1: $\eta = 0.005$, $\beta = 0.01$) to that
+    weight directly. This loss does the same; TRL has the term off by default, and
+    `loss_weights=[1.0, 1.0]` there reproduces this loss's default `eta=1.0` (tested end to
+    end). Two documented differences: TRL's token mean is over all chosen tokens of the batch,
+    this one is per pair ($\mathrm{NLL}_i / |y_{w,i}|$, needed for `reduction="none"`; equal when
+    the lengths are equal); and the paper's Algorithm 2 may scale the term by $\beta$
+    ($\eta\beta\,\mathrm{NLL}$), which is not checked here: for that form pass `eta=η·β`.
 
     Paper: *Provably Mitigating Overoptimization in RLHF: Your SFT Loss is Implicitly an
     Adversarial Regularizer*, Liu et al., NeurIPS 2024 (arXiv:2405.16436).
@@ -538,7 +604,7 @@ def rpo_loss(
     Example:
         >>> import torch
         >>> from lightning_losses.functional import rpo_loss
-        >>> lp = torch.tensor([-5.0]), torch.tensor([-9.0]), torch.tensor([-7.0]), torch.tensor([-7.0])
+        >>> lp = [torch.tensor([v]) for v in (-5.0, -9.0, -7.0, -7.0)]
         >>> rpo_loss(*lp, chosen_lengths=torch.tensor([5]), beta=0.5, eta=1.0)
         tensor(1.1269)
     """
@@ -554,12 +620,13 @@ def rpo_loss(
         rejected_lengths=rejected_lengths,
         validate_args=validate_args,
     )
-    if token_mean and batch.chosen_lengths is None:
+    lengths = batch.chosen_lengths
+    if token_mean and lengths is None:
         raise ValueError('chosen_lengths is required with nll_normalize="token_mean", got None')
     clean, _ = _smoothed_sigmoid_terms(hp["beta"] * batch.margin())
     nll = -batch.policy_chosen
-    if token_mean:
-        nll = nll / batch.chosen_lengths
+    if lengths is not None and token_mean:
+        nll = nll / lengths
     return reduce_loss(clean + hp["eta"] * nll, reduction)
 
 
@@ -603,4 +670,24 @@ class RPOLoss(Loss):
             reduction=reduction,
             validate_args=validate_args,
             **_check_rpo_args(beta=beta, eta=eta, nll_normalize=nll_normalize),
+        )
+
+    def forward(
+        self,
+        policy_chosen_logps: Tensor,
+        policy_rejected_logps: Tensor,
+        reference_chosen_logps: Tensor,
+        reference_rejected_logps: Tensor,
+        *,
+        chosen_lengths: Tensor | None = None,
+        rejected_lengths: Tensor | None = None,
+    ) -> Tensor:
+        """Loss per pair from `[N]` summed response log-probs; lengths `[N]` where used."""
+        return self._call_functional(
+            policy_chosen_logps,
+            policy_rejected_logps,
+            reference_chosen_logps,
+            reference_rejected_logps,
+            chosen_lengths=chosen_lengths,
+            rejected_lengths=rejected_lengths,
         )

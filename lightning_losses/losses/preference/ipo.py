@@ -1,4 +1,4 @@
-r"""Identity preference optimisation (IPO, CATALOG E05) on per-token averaged log-probabilities.
+r"""Identity preference optimisation (IPO) on per-token averaged log-probabilities.
 
 *A General Theoretical Paradigm to Understand Learning from Human Preferences*, Azar et al.,
 AISTATS 2024 (arXiv:2310.12036), Eq. 17. Averaging the log-probs over response tokens follows
@@ -8,7 +8,7 @@ behind the paper's results.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from torch import Tensor
 
@@ -79,7 +79,7 @@ def ipo_loss(
     Example:
         >>> import torch
         >>> from lightning_losses.functional import ipo_loss
-        >>> lp = torch.tensor([-5.0]), torch.tensor([-9.0]), torch.tensor([-7.0]), torch.tensor([-7.0])
+        >>> lp = [torch.tensor([v]) for v in (-5.0, -9.0, -7.0, -7.0)]
         >>> n = torch.tensor([2]), torch.tensor([2])
         >>> ipo_loss(*lp, chosen_lengths=n[0], rejected_lengths=n[1], beta=0.25)  # h̄ = 2 = 1/(2β)
         tensor(0.)
@@ -97,8 +97,9 @@ def ipo_loss(
         validate_args=validate_args,
     )
     chosen, rejected = batch.chosen_logratio(), batch.rejected_logratio()
-    if hp["average_log_probs"]:
-        chosen, rejected = chosen / batch.chosen_lengths, rejected / batch.rejected_lengths
+    if hp["average_log_probs"]:  # the lengths are then required (checked above)
+        lengths = cast(Tensor, batch.chosen_lengths), cast(Tensor, batch.rejected_lengths)
+        chosen, rejected = chosen / lengths[0], rejected / lengths[1]
     return reduce_loss((chosen - rejected - 1 / (2 * hp["beta"])) ** 2, reduction)
 
 
@@ -141,4 +142,24 @@ class IPOLoss(Loss):
             reduction=reduction,
             validate_args=validate_args,
             **_check_ipo_args(beta=beta, average_log_probs=average_log_probs),
+        )
+
+    def forward(
+        self,
+        policy_chosen_logps: Tensor,
+        policy_rejected_logps: Tensor,
+        reference_chosen_logps: Tensor,
+        reference_rejected_logps: Tensor,
+        *,
+        chosen_lengths: Tensor | None = None,
+        rejected_lengths: Tensor | None = None,
+    ) -> Tensor:
+        """Loss per pair from `[N]` summed response log-probs; lengths `[N]` where used."""
+        return self._call_functional(
+            policy_chosen_logps,
+            policy_rejected_logps,
+            reference_chosen_logps,
+            reference_rejected_logps,
+            chosen_lengths=chosen_lengths,
+            rejected_lengths=rejected_lengths,
         )

@@ -26,7 +26,7 @@ __all__ = ["sequence_log_probs"]
 
 
 class _SequenceLogProbs(torch.autograd.Function):
-    """`(Σ_t m_t log softmax(z_t)[y_t])_b` with a chunked forward and backward (see the module doc)."""
+    """`(Σ_t m_t log softmax(z_t)[y_t])_b`, chunked forward and backward (see the module doc)."""
 
     @staticmethod
     def forward(ctx: Any, logits: Tensor, target: Tensor, keep: Tensor, chunk: int) -> Tensor:
@@ -70,7 +70,8 @@ def sequence_log_probs(
     r"""Summed label log-probabilities and token counts of each sequence of a causal LM batch.
 
     $$
-    \log \pi(y \mid x) = \sum_{t:\, y_t \ne \text{ignore}} \big(z_{t, y_t} - \log\textstyle\sum_v e^{z_{t,v}}\big),
+    \log \pi(y \mid x) = \sum_{t:\, y_t \ne \text{ignore}}
+        \big(z_{t, y_t} - \log\textstyle\sum_v e^{z_{t,v}}\big),
     \qquad n = \#\{t : y_t \ne \text{ignore}\}
     $$
 

@@ -62,7 +62,7 @@ def bce_rec_loss(
 
 @register_loss("bce_rec", aliases=("binary_cross_entropy_rec",))
 class BinaryCrossEntropyRecLoss(Loss):
-    r"""Pointwise BCE for implicit feedback: $\mathrm{softplus}(-s^+) + \mathrm{mean}_j\,\mathrm{softplus}(s^-_j)$.
+    r"""Pointwise BCE, $\mathrm{softplus}(-s^+) + \mathrm{mean}_j\,\mathrm{softplus}(s^-_j)$.
 
     See [bce_rec_loss][lightning_losses.functional.bce_rec_loss] for the formula
     (arXiv:1708.05031). `forward(pos_score, neg_score)`: no class target, so the arguments keep
@@ -89,3 +89,7 @@ class BinaryCrossEntropyRecLoss(Loss):
 
     def __init__(self, reduction: str = "mean", validate_args: bool = True) -> None:
         super().__init__(reduction=reduction, validate_args=validate_args)
+
+    def forward(self, pos_score: Tensor, neg_score: Tensor) -> Tensor:
+        """Loss of positive scores `pos_score [N]` against negatives `neg_score [N, K]` or `[N]`."""
+        return self._call_functional(pos_score, neg_score)

@@ -56,7 +56,7 @@ class _GuardedBPR(torch.autograd.Function):
         scale = 1.0 / k if reduction == "none" else 1.0 / (k * n)
         sig = torch.sub(pos[:, None] if neg.ndim == 2 else pos, neg).sigmoid_()
         shifted = torch.add(sig, gamma)
-        # The one saved tensor: scale · σ(Δ)(1 − σ(Δ)) / (σ(Δ) + γ) = scale · ∂ℓ/∂s⁻ (in sig's buffer).
+        # The one saved tensor: scale · σ(Δ)(1 − σ(Δ)) / (σ(Δ) + γ) = scale · ∂ℓ/∂s⁻ (sig's buffer).
         log_t = shifted.log()
         slope = sig.addcmul_(sig, sig, value=-1.0).div_(shifted).mul_(scale)
         ctx.save_for_backward(slope, pos, neg)
@@ -73,7 +73,8 @@ class _GuardedBPR(torch.autograd.Function):
                 out = _guarded_bpr_expr(pos, neg, ctx.gamma, ctx.reduction)
             wrt = [x for x, need in zip((pos, neg), ctx.needs_input_grad[:2]) if need]
             got = iter(torch.autograd.grad(out, wrt, grad, create_graph=True))
-            return *(next(got) if need else None for need in ctx.needs_input_grad[:2]), None, None
+            g_pos, g_neg = (next(got) if need else None for need in ctx.needs_input_grad[:2])
+            return g_pos, g_neg, None, None
         # d loss / d neg = +slope · grad ; d loss / d pos = −Σ_j of it.
         grad_neg = slope * (grad[:, None] if ctx.reduction == "none" and slope.ndim == 2 else grad)
         grad_pos = None
@@ -179,3 +180,7 @@ class BPRLoss(Loss):
         super().__init__(
             reduction=reduction, validate_args=validate_args, **_check_bpr_args(gamma=gamma)
         )
+
+    def forward(self, pos_score: Tensor, neg_score: Tensor) -> Tensor:
+        """Loss of positive scores `pos_score [N]` against negatives `neg_score [N, K]` or `[N]`."""
+        return self._call_functional(pos_score, neg_score)

@@ -132,3 +132,7 @@ class CosineContrastiveLoss(Loss):
             validate_args=validate_args,
             **_check_cosine_contrastive_args(margin=margin, negative_weight=negative_weight),
         )
+
+    def forward(self, pos_score: Tensor, neg_score: Tensor) -> Tensor:
+        """Loss of positive scores `pos_score [N]` against negatives `neg_score [N, K]` or `[N]`."""
+        return self._call_functional(pos_score, neg_score)

@@ -235,3 +235,12 @@ class SampledSoftmaxLoss(Loss):
             validate_args=validate_args,
             **_check_sampled_softmax_args(temperature=temperature, logq_correction=logq_correction),
         )
+
+    def forward(
+        self,
+        pos_score: Tensor,
+        neg_score: Tensor,
+        neg_log_q: Tensor | None = None,
+    ) -> Tensor:
+        """Loss of `pos_score [N]`, `neg_score [N, K]`; `neg_log_q [N, K]`: log sampling probs."""
+        return self._call_functional(pos_score, neg_score, neg_log_q)

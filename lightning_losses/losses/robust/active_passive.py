@@ -1,4 +1,4 @@
-r"""Active-Passive Loss (APL): a normalized active term plus a passive term (CATALOG A12).
+r"""Active-Passive Loss (APL): a normalized active term plus a passive term.
 
 *Normalized Loss Functions for Deep Learning with Noisy Labels*, Ma et al., ICML 2020
 (arXiv:2006.13554). Parity with the authors' `NCEandRCE` / `NCEandMAE` / `NFLandRCE` /
@@ -198,3 +198,7 @@ class ActivePassiveLoss(Loss):
                 ignore_index=ignore_index,
             ),
         )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Loss of logits `input [N, C, *]` against class indices `target [N, *]`."""
+        return self._call_functional(input, target)

@@ -1,4 +1,4 @@
-r"""The comp-sum loss family: CE, GCE, MAE and the sum-exponential loss in one knob (CATALOG A07).
+r"""The comp-sum loss family: CE, GCE, MAE and the sum-exponential loss in one knob.
 
 *Cross-Entropy Loss Functions: Theoretical Analysis and Applications*, Mao, Mohri & Zhong,
 ICML 2023 (arXiv:2304.07288).
@@ -95,7 +95,7 @@ def comp_sum_loss(
 
 @register_loss("comp_sum", aliases=("comp_sum_loss",))
 class CompSumLoss(Loss):
-    r"""Comp-sum loss $(p_y^{\tau-1} - 1)/(1-\tau)$; `tau`: 0 sum-exponential, 1 CE, (1, 2) GCE, 2 MAE.
+    r"""Comp-sum loss $(p_y^{\tau-1} - 1)/(1-\tau)$: `tau` 0 sum-exp., 1 CE, (1, 2) GCE, 2 MAE.
 
     See [comp_sum_loss][lightning_losses.functional.comp_sum_loss]. Paper: Mao, Mohri & Zhong,
     ICML 2023 (arXiv:2304.07288).
@@ -132,3 +132,7 @@ class CompSumLoss(Loss):
             validate_args=validate_args,
             **_check_comp_sum_args(tau=tau, ignore_index=ignore_index),
         )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Loss of logits `input [N, C, *]` against class indices `target [N, *]`."""
+        return self._call_functional(input, target)

@@ -1,4 +1,4 @@
-r"""Generalized cross-entropy (GCE), the bounded interpolation between CE and MAE (CATALOG A06).
+r"""Generalized cross-entropy (GCE), the bounded interpolation between CE and MAE.
 
 *Generalized Cross Entropy Loss for Training Deep Neural Networks with Noisy Labels*, Zhang &
 Sabuncu, NeurIPS 2018 (arXiv:1805.07836).
@@ -121,3 +121,7 @@ class GeneralizedCrossEntropyLoss(Loss):
             validate_args=validate_args,
             **_check_gce_args(q=q, ignore_index=ignore_index),
         )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Loss of logits `input [N, C, *]` against class indices `target [N, *]`."""
+        return self._call_functional(input, target)

@@ -1,4 +1,4 @@
-r"""Label-distributionally-robust loss with a KL regulariser (LDR-KL, CATALOG A15).
+r"""Label-distributionally-robust loss with a KL regulariser (LDR-KL).
 
 *Label Distributionally Robust Losses for Multi-class Classification: Consistency, Robustness
 and Adaptivity*, Zhu, Ying & Yang, ICML 2023 (arXiv:2112.14869). The authors' `LDRLoss_V1`
@@ -116,7 +116,7 @@ def ldr_kl_loss(
 
 @register_loss("ldr_kl", aliases=("ldr_kl_loss",))
 class LDRKLLoss(Loss):
-    r"""LDR-KL loss $\lambda\log\mathrm{mean}_k e^{(s_k - s_y + c[k\ne y])/\lambda}$, bounded and noise-robust.
+    r"""LDR-KL loss $\lambda\log\mathrm{mean}_k e^{(s_k - s_y + c[k\ne y])/\lambda}$ (noise-robust).
 
     See [ldr_kl_loss][lightning_losses.functional.ldr_kl_loss]. Paper: Zhu, Ying & Yang, ICML
     2023 (arXiv:2112.14869).
@@ -162,3 +162,7 @@ class LDRKLLoss(Loss):
                 ignore_index=ignore_index,
             ),
         )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Loss of logits `input [N, C, *]` against class indices `target [N, *]`."""
+        return self._call_functional(input, target)

@@ -1,4 +1,4 @@
-r"""Normalized cross-entropy (NCE), the symmetric active term of APL (CATALOG A10).
+r"""Normalized cross-entropy (NCE), the symmetric active term of APL.
 
 *Normalized Loss Functions for Deep Learning with Noisy Labels*, Ma et al., ICML 2020
 (arXiv:2006.13554).
@@ -138,7 +138,8 @@ class NormalizedCrossEntropyLoss(Loss):
     r"""Normalized cross-entropy $\log p_y / \sum_k \log p_k$, a symmetric loss in $[0, 1]$.
 
     Registry name `normalized_ce` (formerly `nce`, a name left to noise-contrastive
-    estimation). See [normalized_cross_entropy][lightning_losses.functional.normalized_cross_entropy].
+    estimation). See
+    [normalized_cross_entropy][lightning_losses.functional.normalized_cross_entropy].
     Paper: Ma et al., ICML 2020 (arXiv:2006.13554).
 
     Args:
@@ -173,3 +174,7 @@ class NormalizedCrossEntropyLoss(Loss):
             validate_args=validate_args,
             **_check_normalized_ce_args(scale=scale, ignore_index=ignore_index),
         )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Loss of logits `input [N, C, *]` against class indices `target [N, *]`."""
+        return self._call_functional(input, target)

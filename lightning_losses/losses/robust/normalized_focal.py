@@ -1,4 +1,4 @@
-r"""Normalized focal loss (NFL), a symmetric active term of APL (CATALOG A11).
+r"""Normalized focal loss (NFL), a symmetric active term of APL.
 
 *Normalized Loss Functions for Deep Learning with Noisy Labels*, Ma et al., ICML 2020
 (arXiv:2006.13554). As in the authors' code (`HanxunH/Active-Passive-Losses`, `loss.py`) the
@@ -57,7 +57,7 @@ def normalized_focal_loss(
     reduction: str = "mean",
     validate_args: bool = True,
 ) -> Tensor:
-    r"""Normalized focal loss, $\ell = \dfrac{(1-p_y)^\gamma \log p_y}{\sum_k (1-p_k)^\gamma \log p_k}$.
+    r"""Normalized focal loss, $\dfrac{(1-p_y)^\gamma \log p_y}{\sum_k (1-p_k)^\gamma \log p_k}$.
 
     `gamma=0` is normalized cross-entropy. As in the official code the focal weights
     $(1-p)^\gamma$ are detached (`detach_focal_weights=True`): the `log p` terms keep their
@@ -151,3 +151,7 @@ class NormalizedFocalLoss(Loss):
                 ignore_index=ignore_index,
             ),
         )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Loss of logits `input [N, C, *]` against class indices `target [N, *]`."""
+        return self._call_functional(input, target)

@@ -1,4 +1,4 @@
-r"""MAE on class probabilities, $1 - p_y$: the passive term of APL (CATALOG A12).
+r"""MAE on class probabilities, $1 - p_y$: the passive term of APL.
 
 *Normalized Loss Functions for Deep Learning with Noisy Labels*, Ma et al., ICML 2020
 (arXiv:2006.13554). Registry name `prob_mae` (formerly `mae`, a name left to the regression
@@ -117,3 +117,7 @@ class MeanAbsoluteErrorLoss(Loss):
             validate_args=validate_args,
             **_check_prob_mae_args(scale=scale, ignore_index=ignore_index),
         )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Loss of logits `input [N, C, *]` against class indices `target [N, *]`."""
+        return self._call_functional(input, target)

@@ -1,4 +1,4 @@
-r"""Reverse cross-entropy (RCE), the passive term of SCE and APL (CATALOG A09).
+r"""Reverse cross-entropy (RCE), the passive term of SCE and APL.
 
 *Symmetric Cross Entropy for Robust Learning with Noisy Labels*, Wang et al., ICCV 2019
 (arXiv:1908.06112). The official code (`HanxunH/Active-Passive-Losses`, `loss.py`) clamps the
@@ -36,7 +36,8 @@ def _check_rce_args(*, scale: Any, log_zero: Any, ignore_index: Any) -> dict[str
 
 
 def rce_rows(batch: ClassificationBatch, log_zero: float) -> Tensor:
-    # -Σ_k p_k log(clamp(onehot_k, e^{log_zero}, 1)) = -log_zero · (1 - p_y) = log_zero · expm1(log p_y)
+    # -Σ_k p_k log(clamp(onehot_k, e^{log_zero}, 1)) = -log_zero · (1 - p_y)
+    #                                                = log_zero · expm1(log p_y)
     return torch.expm1(batch.log_p_target()) * log_zero
 
 
@@ -131,3 +132,7 @@ class ReverseCrossEntropyLoss(Loss):
             validate_args=validate_args,
             **_check_rce_args(scale=scale, log_zero=log_zero, ignore_index=ignore_index),
         )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Loss of logits `input [N, C, *]` against class indices `target [N, *]`."""
+        return self._call_functional(input, target)

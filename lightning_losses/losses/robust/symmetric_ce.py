@@ -1,4 +1,4 @@
-r"""Symmetric cross-entropy (SCE): CE plus reverse CE (CATALOG A09).
+r"""Symmetric cross-entropy (SCE): CE plus reverse CE.
 
 *Symmetric Cross Entropy for Robust Learning with Noisy Labels*, Wang et al., ICCV 2019
 (arXiv:1908.06112).
@@ -136,3 +136,7 @@ class SymmetricCrossEntropyLoss(Loss):
             validate_args=validate_args,
             **_check_sce_args(alpha=alpha, beta=beta, log_zero=log_zero, ignore_index=ignore_index),
         )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Loss of logits `input [N, C, *]` against class indices `target [N, *]`."""
+        return self._call_functional(input, target)

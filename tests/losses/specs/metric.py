@@ -30,7 +30,7 @@ def pair_example(n: int, d: int, generator: torch.Generator) -> LossExample:
 def centre_example(n: int, c: int, generator: torch.Generator) -> LossExample:
     """Embeddings `[n, 6]`, labels `[n]` in `[0, c)` and class centres `weight=[c, 6]` (a forward
     kwarg: the contract tests pass inputs before targets positionally; the centres' gradient is
-    checked in tests/losses/test_metric_centres.py)."""
+    checked in tests/losses/test_metric_margin_softmax.py)."""
     emb = torch.randn(n, 6, generator=generator)
     centres = torch.randn(c, 6, generator=generator)
     labels = torch.randint(0, c, (n,), generator=generator)

@@ -17,8 +17,8 @@ from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.strategies import DDPStrategy, ModelParallelStrategy
 
 from lightning_losses.callbacks import HardPatchMining
-from lightning_losses.data.digits import DigitsImageDataModule
-from lightning_losses.recipes.vision import MaskedImageModeling
+from lightning_losses.data import DigitsImageDataModule
+from lightning_losses.recipes.masked_image_modeling import MaskedImageModeling
 
 MODEL = dict(
     img_size=16,

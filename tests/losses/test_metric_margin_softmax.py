@@ -1,4 +1,4 @@
-"""Family tests for the class-centre (proxy) losses: ArcFace, CosFace, NormalizedSoftmax.
+"""ArcFace, CosFace and NormalizedSoftmax (`losses/metric/margin_softmax.py`).
 
 References: pytorch-metric-learning (value and gradient, for the embeddings and the centres,
 with the same centres copied into both; PML stores them transposed, `[D, C]`, and takes the
@@ -17,7 +17,6 @@ from pytorch_metric_learning import losses as pml_losses
 
 import lightning_losses.functional as LF
 from lightning_losses.losses import ArcFaceLoss, CosFaceLoss, NormalizedSoftmaxLoss
-from lightning_losses.losses.metric.margin_softmax import arcface_target_logit
 
 C, D = 7, 5
 
@@ -70,7 +69,7 @@ def test_matches_pml_value_and_gradients_for_embeddings_and_centres(case):
 def test_arcface_target_logit_convention():
     m = 0.5
     theta = torch.linspace(0.0, math.pi, 101, dtype=torch.float64)
-    got = arcface_target_logit(theta.cos(), m)
+    got = LF.arcface_target_logit(theta.cos(), m)
     expected = torch.where(theta <= math.pi - m, (theta + m).cos(), theta.cos() - m * math.sin(m))
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-7)
     # Monotonically non-increasing in theta over the whole range (the point of the convention).

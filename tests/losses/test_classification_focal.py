@@ -16,14 +16,14 @@ import torch.nn.functional as F
 
 import lightning_losses.functional as LF
 from lightning_losses.losses import FocalLoss, PolyFocalLoss, SigmoidFocalLoss
-from tests.losses._helpers import DTYPES, assert_value_and_grad, randint, randn
-
-SHAPES = [(8, 5), (4, 3, 6), (2, 4, 3, 5)]  # [N, C], [N, C, L], [N, C, H, W]
-
-
-def _target(shape, seed=1):
-    n, c, *rest = shape
-    return randint(c, n, *rest, seed=seed)
+from tests.losses._helpers import (
+    DTYPES,
+    SHAPES,
+    assert_value_and_grad,
+    class_target,
+    randint,
+    randn,
+)
 
 
 def _sigmoid_focal_reference(z, t, alpha, gamma):
@@ -38,7 +38,7 @@ def _sigmoid_focal_reference(z, t, alpha, gamma):
     return focal, p_t
 
 
-# -- sigmoid focal vs torchvision -----------------------------------------------------------------
+# -- sigmoid focal vs torchvision --------------------------------------------------------------
 
 
 def test_torchvision_alias_has_torchvisions_exact_signature():
@@ -94,7 +94,10 @@ def test_sigmoid_focal_defaults_soft_targets_and_float64_reference():
     assert_value_and_grad(
         lambda z: LF.sigmoid_focal_loss_torchvision(z, t), lambda z: tv_focal(z, t), x
     )
-    assert_value_and_grad(lambda z: LF.sigmoid_focal_loss(z, t), lambda z: tv_focal(z, t).mean(), x)
+    # torchvision's reduction="mean" reproduces our default (the docstring's settings).
+    assert_value_and_grad(
+        lambda z: SigmoidFocalLoss()(z, t), lambda z: tv_focal(z, t, reduction="mean"), x
+    )
     for alpha in (0.25, None, -1.0):
         assert_value_and_grad(
             lambda z, alpha=alpha: LF.sigmoid_focal_loss(
@@ -126,7 +129,7 @@ def test_sigmoid_targets_outside_unit_interval_raise_naming_target(fn, bad):
     t[1, 2] = bad
     with pytest.raises(ValueError, match=r"target must hold probabilities in \[0, 1\]"):
         fn(x, t)
-    # validate_args=False skips the host-syncing check (the value is then meaningless, not an error).
+    # validate_args=False skips the host-syncing check (the value is meaningless, not an error).
     fn(x, t, validate_args=False)
 
 
@@ -145,7 +148,7 @@ def test_sigmoid_focal_integer_binary_targets_are_accepted():
     torch.testing.assert_close(LF.sigmoid_focal_loss(x, t), LF.sigmoid_focal_loss(x, t.float()))
 
 
-# -- Poly-1 sigmoid focal ----------------------------------------------------------------------------
+# -- Poly-1 sigmoid focal ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -225,14 +228,14 @@ def test_poly_focal_default_is_focal_plus_cubed_term():
     torch.testing.assert_close(LF.poly_focal_loss(torch.zeros(1), torch.ones(1)), expected)
 
 
-# -- softmax focal ---------------------------------------------------------------------------------
+# -- softmax focal -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_focal_gamma_zero_is_cross_entropy_with_and_without_weight(dtype, shape):
     x = randn(*shape, dtype=dtype)
-    y = _target(shape)
+    y = class_target(shape)
     y.view(-1)[1] = -100
     w = torch.rand(shape[1], generator=torch.Generator().manual_seed(2), dtype=dtype) + 0.5
     for weight in (None, w):

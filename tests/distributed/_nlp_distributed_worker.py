@@ -1,4 +1,4 @@
-"""2-rank FSDP2 worker (``ModelParallelStrategy``, ``fully_shard`` per decoder layer) for the NLP recipe.
+"""2-rank FSDP2 worker of the NLP recipe (`ModelParallelStrategy`, `fully_shard` per layer).
 
 Trains a tiny ``CausalLM`` for 2 steps with global LossReweighting and saves, per rank and step,
 the batch indices, per-sample losses and the local loss, so the test can recompute both steps in

@@ -1,6 +1,6 @@
 """2-rank DDP (gloo, CPU) run of the recsys recipe with PLD; each rank saves what it saw.
 
-Usage: python _recsys_ddp.py OUT_PREFIX   (writes OUT_PREFIX.rank{0,1}.pt)
+Usage: python _recsys_ddp_worker.py OUT_PREFIX   (writes OUT_PREFIX.rank{0,1}.pt)
 """
 
 from __future__ import annotations

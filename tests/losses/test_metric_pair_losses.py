@@ -1,5 +1,6 @@
-"""Family tests for the pair / triplet metric-learning losses: Circle, multi-similarity,
-contrastive (pair margin), triplet margin.
+"""The pair and triplet metric-learning losses: circle (`losses/metric/circle.py`),
+multi-similarity (`multi_similarity.py`), contrastive pair margin (`pair_margin.py`) and triplet
+margin (`triplet.py`), one section each, then their shared behaviour.
 
 References: pytorch-metric-learning (PML, test-only dependency) for value and gradient, with its
 `DoNothingReducer` returning the raw per-pair / per-triplet terms so that the per-anchor values
@@ -172,6 +173,17 @@ def test_circle_pml_default_reducer_is_the_mean_over_non_zero_anchors():
     assert (ours[LABELS >= 4] == 0).all()  # no positive: defined as 0
 
 
+def test_circle_equals_pml_with_a_mean_reducer_at_our_defaults():
+    # The docstring's claim: PML's CircleLoss(m=0.25, gamma=256, reducer=MeanReducer()) is ours,
+    # anchors without a positive (labels 4 and 5) included as zeros.
+    pml = pml_losses.CircleLoss(m=0.25, gamma=256, reducer=pml_reducers.MeanReducer())
+    assert_same(lambda x: CircleLoss().double()(x, LABELS), lambda x: pml(x, LABELS), emb(seed=12))
+    x = emb(seed=12)
+    assert not torch.allclose(
+        CircleLoss()(x, LABELS), pml_losses.CircleLoss(m=0.25, gamma=256)(x, LABELS)
+    )
+
+
 def test_circle_matches_naive_reference_with_detached_weights():
     # The naive reference detaches alpha too: the gradient matches, the value/derivative
     # relation does not (which is why the contract gradcheck is off for circle).
@@ -231,6 +243,46 @@ def test_contrastive_matches_pml_per_anchor(pos_margin, neg_margin):
     assert_same(ours, lambda x: naive_contrastive(x, LABELS, pos_margin, neg_margin), emb(seed=4))
 
 
+def _nonzero_row_mean(x: torch.Tensor, num_per_row: torch.Tensor) -> torch.Tensor:
+    # A PerAnchorReducer aggregation: the mean of each anchor's non-zero pair terms.
+    return x.sum(1) / (x > 0).sum(1).clamp_min(1)
+
+
+@pytest.mark.parametrize(("pos_margin", "neg_margin"), [(0.0, 1.0), (0.3, 1.2)])
+def test_contrastive_equals_pml_with_the_per_anchor_reducer_of_the_docstring(
+    pos_margin, neg_margin
+):
+    reducer = pml_reducers.PerAnchorReducer(
+        pml_reducers.MeanReducer(), aggregation_func=_nonzero_row_mean
+    )
+    pml = pml_losses.ContrastiveLoss(pos_margin=pos_margin, neg_margin=neg_margin, reducer=reducer)
+    assert_same(
+        lambda x: ContrastiveLoss(pos_margin=pos_margin, neg_margin=neg_margin)(x, LABELS),
+        lambda x: pml(x, LABELS),
+        emb(seed=13),
+    )
+
+
+def test_contrastive_mean_differs_from_pml_default_reducer():
+    # The docstring's numbers: PML's default AvgNonZeroReducer averages the non-zero terms over
+    # the whole batch, ours per anchor; value and gradient differ.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 32, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 20, (256,), generator=g)
+    ours, g_ours = value_and_grad(lambda e: LF.contrastive_loss(e, y), x)
+    pml, g_pml = value_and_grad(lambda e: pml_losses.ContrastiveLoss()(e, y), x)
+    assert (round(ours.item(), 3), round(pml.item(), 3)) == (1.417, 1.453)
+    assert not torch.allclose(g_ours, g_pml, rtol=1e-3, atol=0)
+    # PML's value is the batch-wide mean of the non-zero positive terms plus that of the negative
+    # terms, both recomputed here from the pair distances.
+    d = torch.cdist(F.normalize(x), F.normalize(x))
+    same = y[:, None] == y[None, :]
+    pos_terms = d[same & ~torch.eye(256, dtype=torch.bool)]
+    neg_terms = F.relu(1.0 - d[~same])
+    expected = pos_terms[pos_terms > 0].mean() + neg_terms[neg_terms > 0].mean()
+    torch.testing.assert_close(pml, expected)
+
+
 def test_contrastive_equals_pml_default_when_every_term_is_active():
     # Balanced classes and margins that keep every pair term non-zero: PML's batch-wide
     # average-non-zero reducer and our per-anchor mean coincide.
@@ -260,6 +312,21 @@ def test_triplet_matches_pml_per_anchor(margin, nonzero):
         ref,
         emb(),
     )
+
+
+def test_triplet_pml_mean_reducer_is_the_count_weighted_mean_of_ours():
+    # The docstring's recipe: no PML reducer averages triplets per anchor, but PML's MeanReducer
+    # value is ours with average_nonzero=False, weighted by each anchor's triplet count.
+    x = emb(seed=14)
+    rows = LF.triplet_margin_loss(x, LABELS, margin=0.3, average_nonzero=False, reduction="none")
+    same = LABELS[:, None] == LABELS[None, :]
+    count = ((same.sum(1) - 1) * (~same).sum(1)).to(rows.dtype)  # |P_i| * |N_i|
+    pml = pml_losses.TripletMarginLoss(margin=0.3, reducer=pml_reducers.MeanReducer())(x, LABELS)
+    torch.testing.assert_close((rows * count).sum() / count.sum(), pml)
+    # Unbalanced classes: neither our "mean" nor PML's default is the other's.
+    assert not torch.allclose(rows.mean(), pml)
+    ours = LF.triplet_margin_loss(x, LABELS, margin=0.3)
+    assert not torch.allclose(ours, pml_losses.TripletMarginLoss(margin=0.3)(x, LABELS))
 
 
 def test_triplet_equals_pml_reducers_on_balanced_batches():
@@ -379,7 +446,7 @@ def test_ref_emb_and_ref_labels_must_come_together():
     "cls", [CircleLoss, MultiSimilarityLoss, ContrastiveLoss, TripletMarginLoss]
 )
 def test_pair_losses_declare_gather_semantics(cls):
-    from lightning_losses.losses._embedding import DistributedSemantics
+    from lightning_losses.losses import DistributedSemantics
 
     assert cls.distributed_semantics == DistributedSemantics.GATHER
     assert cls(gather_distributed=True).gather_distributed is True

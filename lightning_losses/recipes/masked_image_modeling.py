@@ -1,27 +1,19 @@
-"""Vision recipe: image classification with a catalog loss, under label noise.
+"""Masked-image-modeling recipe: MAE pretraining, random masks or hard-patch mining, linear probe.
 
-`ImageClassifier` is a `LossMixin` LightningModule around a small MLP or any timm backbone;
-the criterion comes from the registry by name/dict/`class_path`. Accuracy and expected
-calibration error come from torchmetrics. Run it from YAML (the recipe keeps the checkpoint
-with the best `val/acc` and the last one):
-
-```bash
-lightning-losses fit --config recipes/vision/digits_noisy.yaml --model.criterion gce
-lightning-losses test --config recipes/vision/digits_noisy.yaml --ckpt_path best
-```
-
-`ImageClassifier(mixup={...})` trains on timm's mixup/cutmix soft targets (losses that accept
-soft targets only; any other loss is rejected at construction, by name).
-
-Masked image modeling: `MaskedImageModeling` pretrains a small MAE
-([MaskedAutoencoder][lightning_losses.nn.MaskedAutoencoder]) with random masks, or with the
+`MaskedImageModeling` pretrains a small MAE
+([MaskedAutoencoder][lightning_losses.nn.mae.MaskedAutoencoder]) with random masks, or with the
 masks of [HardPatchMining][lightning_losses.callbacks.HardPatchMining] when that callback is
 attached, and scores a linear probe on its frozen features at every validation:
 
 ```bash
 lightning-losses fit --config recipes/vision/mim_digits.yaml                    # random masks
-lightning-losses fit --config recipes/vision/mim_digits.yaml --config recipes/vision/mim_digits_hpm.yaml
+lightning-losses fit --config recipes/vision/mim_digits.yaml \
+    --config recipes/vision/mim_digits_hpm.yaml                                 # hard patches
 ```
+
+Papers: *Masked Autoencoders Are Scalable Vision Learners* (He et al., CVPR 2022,
+arXiv:2111.06377); *Hard Patches Mining for Masked Image Modeling* (Wang et al., CVPR 2023,
+arXiv:2304.05919).
 """
 
 from __future__ import annotations
@@ -32,206 +24,15 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
-from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
 
-from lightning_losses.losses import InputKind
-from lightning_losses.mixins import LossMixin, LossOutput
-from lightning_losses.nn.mae import (
-    MaskedAutoencoder,
-    NormPixLoss,
-    masked_rows,
-    pairwise_ranking_accuracy,
-    random_patch_mask,
-)
-from lightning_losses.validation import check_number
+from lightning_losses.losses import NormPixLoss
+from lightning_losses.mixins import LossMixin, LossOutput, OptimizerMixin
+from lightning_losses.nn.mae import MaskedAutoencoder
+from lightning_losses.nn.mae_metrics import pairwise_ranking_accuracy
+from lightning_losses.nn.patches import masked_rows, random_patch_mask
+from lightning_losses.validation import check_int, check_number
 
-__all__ = [
-    "CriterionArg",
-    "ImageClassifier",
-    "MaskedImageModeling",
-    "build_backbone",
-    "build_mixup",
-    "linear_probe_accuracy",
-]
-
-# What the CLI parses for `criterion`: a registry name or a dict (`{"name": ...}` or
-# `{"class_path": ..., "init_args": ...}`). An `nn.Module` loss instance is accepted too, in
-# Python; it is left out of the annotation so `--model.help` does not list every nn.Module.
-CriterionArg = str | dict[str, Any]
-
-
-def build_backbone(name: str, num_features: int, num_classes: int, hidden: int) -> nn.Module:
-    """`"mlp"` (2 hidden layers) or `"timm:<model>"` (built offline, `pretrained=False`).
-
-    timm backbones see the features as a square single-channel image (`64 -> 1×8×8`).
-
-    Args:
-        name: `"mlp"` or `"timm:<model name>"`.
-        num_features: flattened input size.
-        num_classes: number of classes.
-        hidden: MLP width.
-
-    Returns:
-        The backbone, mapping `[N, num_features]` to `[N, num_classes]` logits.
-
-    Raises:
-        ValueError: an unknown backbone, or a timm backbone with non-square inputs.
-    """
-    if name == "mlp":
-        return nn.Sequential(
-            nn.Linear(num_features, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, num_classes),
-        )
-    if name.startswith("timm:"):
-        import timm  # heavy import, only when a timm backbone is asked for
-
-        side = round(num_features**0.5)
-        if side * side != num_features:
-            raise ValueError(f"timm backbones need square images; num_features={num_features}")
-        model = timm.create_model(name[5:], pretrained=False, num_classes=num_classes, in_chans=1)
-        return nn.Sequential(nn.Unflatten(1, (1, side, side)), model)
-    raise ValueError(f"backbone must be 'mlp' or 'timm:<model name>', got {name!r}")
-
-
-def build_mixup(mixup: Mapping[str, Any], num_classes: int) -> Any:
-    """timm's `Mixup` (mixup and/or cutmix, soft targets) from its keyword arguments.
-
-    `label_smoothing` defaults to 0 here (timm's default is 0.1); `num_classes` is filled in.
-
-    Args:
-        mixup: `timm.data.Mixup` keyword arguments, e.g. `{"mixup_alpha": 0.8,
-            "cutmix_alpha": 1.0}`.
-        num_classes: number of classes.
-
-    Returns:
-        The `timm.data.Mixup` callable: `(images [B, C, H, W], labels [B]) -> (images,
-        soft targets [B, num_classes])`, `B` even.
-
-    Raises:
-        TypeError: `mixup` is not a mapping.
-    """
-    if not isinstance(mixup, Mapping):
-        raise TypeError(f"mixup must be a dict of timm.data.Mixup arguments, got {mixup!r}")
-    from timm.data import Mixup
-
-    return Mixup(**{"label_smoothing": 0.0, **dict(mixup), "num_classes": num_classes})
-
-
-def _check_soft_targets(criterion: nn.Module, num_classes: int) -> None:
-    # Probe the criterion once with a valid soft target: losses that need class indices raise.
-    logits = torch.zeros(2, num_classes)
-    soft = torch.full((2, num_classes), 1.0 / num_classes)
-    try:
-        criterion(logits, soft)
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"mixup/cutmix produce soft targets, which criterion {type(criterion).__name__} does "
-            f"not accept ({err}); use a loss that takes soft targets (e.g. cross_entropy, poly) "
-            "or drop `mixup`"
-        ) from err
-
-
-class ImageClassifier(LossMixin, LightningModule):
-    """Classifier trained with any catalog loss; logs accuracy and calibration error.
-
-    Args:
-        criterion: registry name, `{"name": ..., **kwargs}`,
-            `{"class_path": ..., "init_args": ...}`, or (in Python) an `nn.Module` loss.
-        backbone: `"mlp"` or `"timm:<model>"`.
-        num_features: flattened input size.
-        num_classes: number of classes.
-        hidden: MLP width.
-        lr: AdamW learning rate.
-        weight_decay: AdamW weight decay.
-        ece_bins: bins of the expected calibration error.
-        mixup: `timm.data.Mixup` arguments (`{"mixup_alpha": 0.8, "cutmix_alpha": 1.0, ...}`)
-            to train on mixed images and soft targets (see `build_mixup`; the flat features are
-            mixed as square single-channel images); `None` = off. Needs a criterion that accepts
-            soft targets and an even batch size.
-
-    Raises:
-        ValueError: `mixup` with a criterion that does not take soft targets.
-
-    Example:
-        >>> import torch
-        >>> model = ImageClassifier(criterion={"name": "poly", "epsilon": 1.0})
-        >>> out = model.compute_loss(model(torch.zeros(2, 64)), torch.tensor([0, 1]))
-        >>> tuple(out.per_sample.shape)
-        (2,)
-    """
-
-    accepted_input_kinds = (InputKind.CLASSIFICATION,)
-
-    def __init__(
-        self,
-        criterion: CriterionArg = "cross_entropy",
-        backbone: str = "mlp",
-        num_features: int = 64,
-        num_classes: int = 10,
-        hidden: int = 256,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        ece_bins: int = 15,
-        mixup: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__()
-        self.save_hyperparameters(
-            ignore=["criterion"] if isinstance(criterion, nn.Module) else None
-        )
-        self.net = build_backbone(backbone, num_features, num_classes, hidden)
-        self.configure_criterion(criterion)
-        self.mixup = None
-        if mixup is not None:
-            side = round(num_features**0.5)
-            if side * side != num_features:
-                raise ValueError(f"mixup needs square images; num_features={num_features}")
-            self.mixup = build_mixup(mixup, num_classes)
-            _check_soft_targets(self.criterion, num_classes)
-        self.metrics = nn.ModuleDict(
-            {
-                f"{stage}_{name}": metric
-                for stage in ("val", "test")
-                for name, metric in (
-                    ("acc", MulticlassAccuracy(num_classes, average="micro")),
-                    ("ece", MulticlassCalibrationError(num_classes, n_bins=ece_bins, norm="l1")),
-                )
-            }
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
-
-    def training_step(self, batch, batch_idx: int):
-        x, y = batch
-        if self.mixup is not None:
-            side = round(x.shape[1] ** 0.5)
-            # timm mixes in place: work on a copy, the batch's tensors stay untouched.
-            images, y = self.mixup(x.reshape(-1, 1, side, side).clone(), y)
-            x = images.reshape(x.shape)
-        return self.compute_loss(self(x), y).to_dict()
-
-    def _evaluate(self, batch, stage: str) -> None:
-        x, y = batch
-        logits = self(x)
-        self.compute_loss(logits, y, stage=stage)
-        for name in ("acc", "ece"):
-            metric = self.metrics[f"{stage}_{name}"]
-            metric.update(logits.float(), y)
-            self.log(f"{stage}/{name}", metric, on_epoch=True, prog_bar=name == "acc")
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._evaluate(batch, "val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._evaluate(batch, "test")
-
-    def configure_optimizers(self):
-        return torch.optim.AdamW(
-            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
-        )
+__all__ = ["MaskedImageModeling", "linear_probe_accuracy"]
 
 
 def linear_probe_accuracy(
@@ -261,6 +62,10 @@ def linear_probe_accuracy(
     Returns:
         The accuracy on `eval_x`.
 
+    Raises:
+        TypeError: `l2` not a real number, `num_classes` or `max_iter` not an int.
+        ValueError: `l2 < 0`, `num_classes < 1` or `max_iter < 1`.
+
     Example:
         >>> import torch
         >>> x = torch.tensor([[0.0], [1.0], [4.0], [5.0]])
@@ -268,6 +73,8 @@ def linear_probe_accuracy(
         1.0
     """
     l2 = check_number("l2", l2, low=0.0)
+    num_classes = check_int("num_classes", num_classes, low=1)
+    max_iter = check_int("max_iter", max_iter, low=1)
     xtr, xev = train_x.detach().double().cpu(), eval_x.detach().double().cpu()
     mean, std = xtr.mean(0), xtr.std(0).clamp_min(1e-6)
     xtr, xev = (xtr - mean) / std, (xev - mean) / std
@@ -288,23 +95,24 @@ def linear_probe_accuracy(
     return float((pred == eval_y.detach().long().cpu()).double().mean())
 
 
-class MaskedImageModeling(LossMixin, LightningModule):
+class MaskedImageModeling(OptimizerMixin, LossMixin, LightningModule):
     """Masked image modeling with a MAE, random masks or hard-patch mining, plus a linear probe.
 
     Training (dict batches `{"image": [B, C, H, W], ...}`): the mask is `batch["mask"]` when a
     [HardPatchMining][lightning_losses.callbacks.HardPatchMining] callback wrote one, else
     MAE's uniform random mask. The main loss is the per-image mean of the masked patches'
     `norm_pix_loss` (through [LossMixin][lightning_losses.mixins.LossMixin], criterion
-    [NormPixLoss][lightning_losses.nn.mae.NormPixLoss]); the loss predictor's objective goes in
-    `LossOutput.aux["loss_pred"]` (logged apart as `train/loss_pred`, weighted by
-    `predictor_weight`), and its pairwise ranking accuracy on the masked patches is logged as
-    `train/pred_rank_acc`.
+    [NormPixLoss][lightning_losses.losses.NormPixLoss]); the loss
+    predictor's objective goes in `LossOutput.aux["loss_pred"]` (logged apart as
+    `train/loss_pred`, weighted by `predictor_weight`), and its pairwise ranking accuracy on the
+    masked patches is logged as `train/pred_rank_acc`.
 
     Evaluation (the [ImageDataModule][lightning_losses.data.digits.ImageDataModule] layout):
     features of the `probe_fit` images fit a linear probe
-    ([linear_probe_accuracy][lightning_losses.recipes.vision.linear_probe_accuracy]) scored on
-    the others (`val/probe_acc`, `test/probe_acc`); the reconstruction loss of the scored images
-    under fixed random masks is `val/loss`. Under DDP/FSDP the features are all-gathered.
+    ([linear_probe_accuracy][lightning_losses.recipes.masked_image_modeling.linear_probe_accuracy])
+    scored on the others (`val/probe_acc`, `test/probe_acc`); the reconstruction loss of the
+    scored images under fixed random masks is `val/loss`. Under DDP/FSDP the features are
+    all-gathered.
 
     FSDP2 (`ModelParallelStrategy`): `configure_model` applies `fully_shard` to every
     transformer block, then the MAE (`predict_patch_loss` and `features` registered as FSDP
@@ -379,7 +187,7 @@ class MaskedImageModeling(LossMixin, LightningModule):
             norm_pix_loss=norm_pix_loss,
             predictor=predictor,
         )
-        self.configure_criterion(NormPixLoss(normalize=norm_pix_loss))
+        self.configure_criterion(NormPixLoss(normalize=norm_pix_loss, reduction="none"))
         self._eval_buffer: list[tuple[Tensor, Tensor, Tensor]] = []
 
     # ------------------------------------------------------------------ HPM interface
@@ -476,8 +284,8 @@ class MaskedImageModeling(LossMixin, LightningModule):
             labels[fit],
             feats[~fit],
             labels[~fit],
-            self.hparams.num_classes,
-            l2=self.hparams.probe_l2,
+            self.hparams["num_classes"],
+            l2=self.hparams["probe_l2"],
         )
         self.log(f"{stage}/probe_acc", acc, prog_bar=True)
 
@@ -511,10 +319,11 @@ class MaskedImageModeling(LossMixin, LightningModule):
         register_fsdp_forward_method(self.mae, "features")
         self._fsdp_applied = True
 
-    def configure_optimizers(self):
+    def default_optimizer(self, params: Any) -> torch.optim.Optimizer:
+        """AdamW with MAE's betas (replaced by `--optimizer` on the command line)."""
         return torch.optim.AdamW(
-            self.parameters(),
-            lr=self.hparams.lr,
+            params,
+            lr=self.hparams["lr"],
             betas=(0.9, 0.95),
-            weight_decay=self.hparams.weight_decay,
+            weight_decay=self.hparams["weight_decay"],
         )

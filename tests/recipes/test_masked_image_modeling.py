@@ -1,4 +1,4 @@
-"""The MIM vision recipe: module, data, linear probe, YAML end to end, mixup for supervised runs."""
+"""The masked-image-modeling recipe: module, data, linear probe, YAML end to end."""
 
 from __future__ import annotations
 
@@ -6,20 +6,21 @@ import csv
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from lightning_losses.data.digits import (
+from lightning_losses.data import (
     DigitsImageDataModule,
+    StrokesDataModule,
     load_digits_images,
     load_digits_splits,
+    synthetic_strokes,
 )
-from lightning_losses.data.strokes import StrokesDataModule, synthetic_strokes
-from lightning_losses.nn.mae import masked_rows, norm_pix_loss, patchify, random_patch_mask
+from lightning_losses.functional import norm_pix_loss
+from lightning_losses.losses import NormPixLoss
+from lightning_losses.nn.patches import masked_rows, patchify, random_patch_mask
 from lightning_losses.recipes.cli import build_cli
-from lightning_losses.recipes.vision import (
-    ImageClassifier,
+from lightning_losses.recipes.masked_image_modeling import (
     MaskedImageModeling,
     linear_probe_accuracy,
 )
@@ -39,13 +40,20 @@ def test_mim_loss_is_masked_patch_mean_plus_predictor_aux():
     out = model.mim_loss({"image": x, "mask": mask})
     mae = out.extras["mae"]
     assert torch.equal(mae.mask, mask)  # the batch's mask is the one used
-    per_patch = norm_pix_loss(mae.pred, patchify(x, 4)).detach()
+    per_patch = norm_pix_loss(mae.pred, patchify(x, 4), reduction="none").detach()
     torch.testing.assert_close(out.per_sample.detach(), masked_rows(per_patch, mask).mean(1))
     torch.testing.assert_close(out.main.detach(), per_patch[mask].mean())
     torch.testing.assert_close(out.aux["loss_pred"], 0.5 * model.mae.predictor_loss(mae))
     torch.testing.assert_close(out.loss, out.main + out.aux["loss_pred"])
     # Without a mask in the batch: MAE's random mask, 12 of 16 patches per image.
     assert (model.mim_loss({"image": x}).extras["mae"].mask.sum(1) == 12).all()
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_criterion_is_the_catalog_norm_pix_loss_per_patch(normalize):
+    model = MaskedImageModeling(**TINY, norm_pix_loss=normalize)
+    assert type(model.criterion) is NormPixLoss and model.criterion.reduction == "none"
+    assert model.criterion.normalize is normalize and model.mae.norm_pix is normalize
 
 
 def test_linear_probe_separable_and_random_labels():
@@ -145,34 +153,3 @@ def test_strokes_datamodule_batches():
     batch = next(iter(dm.train_dataloader()))
     assert set(batch) == {"image", "label", "index", "probe_fit"} and dm.num_classes == 4
     assert len(next(iter(dm.test_dataloader()))["label"]) == 40
-
-
-def test_supervised_mixup_soft_targets_match_manual_cross_entropy():
-    torch.manual_seed(0)
-    model = ImageClassifier(
-        criterion="cross_entropy", hidden=16, mixup={"mixup_alpha": 0.8, "cutmix_alpha": 1.0}
-    )
-    x, y = torch.randn(8, 64), torch.arange(8) % 10
-    x0 = x.clone()
-    np.random.seed(0)
-    loss = model.training_step((x, y), 0)["loss"]
-    assert torch.equal(x, x0)  # the batch is not mixed in place
-    np.random.seed(0)
-    images, soft = model.mixup(x.reshape(8, 1, 8, 8).clone(), y)
-    assert soft.shape == (8, 10) and not torch.equal(images.reshape(8, 64), x)
-    ref = -(soft * model(images.reshape(8, 64)).log_softmax(-1)).sum(1).mean()
-    torch.testing.assert_close(loss, ref)
-
-
-def test_mixup_with_a_loss_that_needs_class_indices_is_rejected_by_name():
-    with pytest.raises(ValueError, match="FocalLoss"):
-        ImageClassifier(criterion="focal", mixup={"mixup_alpha": 0.8})
-
-
-def test_timm_backbone_trains_with_a_catalog_loss_and_cutmix():
-    model = ImageClassifier(
-        criterion="poly", backbone="timm:resnet10t", mixup={"mixup_alpha": 0.0, "cutmix_alpha": 1.0}
-    )
-    out = model.training_step((torch.randn(4, 64), torch.tensor([0, 1, 2, 3])), 0)
-    out["loss"].backward()
-    assert torch.isfinite(out["loss"]) and out["per_sample"].shape == (4,)
