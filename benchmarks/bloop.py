@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = _common.parse(parser, argv)
     if args.smoke and args.cost_only:
-        parser.error("--cost-only re-uses a full run's results; it has no smoke mode")
+        parser.error("--cost-only reuses a full run's results; it has no smoke mode")
     torch.set_num_threads(1)
     json_path, md_path = _common.output(args, ".json"), _common.output(args, ".md")
     from lightning_losses.data import load_digits_splits

@@ -29,7 +29,8 @@ RST = {
     r"^\s*\.\. (math|code-block|code|note|warning|seealso)::": "an rst directive: use $$ ... $$, "
     "a fenced code block or an admonition",
     r"^\s*={3,}(\s+={3,})*\s*$": "an rst table ruler (becomes a TOC heading): use a Markdown table",
-    r"^(?!\s*\.\. ).*\S::\s*$": "an rst literal block (`text::`): use an `Example:` section or a fenced block",
+    r"^(?!\s*\.\. ).*\S::\s*$": "an rst literal block (`text::`): use an `Example:` section or "
+    "a fenced block",
 }
 
 

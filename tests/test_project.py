@@ -189,7 +189,7 @@ def test_every_docs_page_is_in_the_nav():
 INTERNAL = re.compile(
     r"CATALOG|DYNAMICS|DESIGN\.md|papers\.md|\b(?i:stage)[- ][0-9]|\b(?i:issues?) [0-9]|\bSpec:"
 )
-SCANNED = ("lightning_losses", "tests", "docs")
+SCANNED = ("lightning_losses", "tests", "docs", "benchmarks", "recipes")
 TEXT_SUFFIXES = {".py", ".md", ".yaml", ".yml", ".txt", ".toml", ".cfg"}
 
 
@@ -202,6 +202,7 @@ def _scanned_files() -> list[Path]:
             if p.is_file()
             and p.suffix in TEXT_SUFFIXES
             and "assets" not in p.relative_to(ROOT).parts
+            and "results" not in p.relative_to(ROOT).parts  # measured outputs, not prose
             and "__pycache__" not in p.parts
             and p != Path(__file__).resolve()  # the patterns above are not citations
         ]

@@ -28,6 +28,7 @@ class InputKind:
     PREFERENCE = "preference"  # chosen / rejected sequence log-probabilities
     DENSE = "dense"  # per-pixel / per-voxel predictions (segmentation)
     REGRESSION = "regression"  # real-valued predictions and targets
+    ROUTING = "routing"  # router probabilities [T, N] + selected experts [T, K] (MoE aux losses)
 
     ALL: ClassVar[tuple[str, ...]] = (
         CLASSIFICATION,
@@ -38,6 +39,7 @@ class InputKind:
         PREFERENCE,
         DENSE,
         REGRESSION,
+        ROUTING,
     )
 
 

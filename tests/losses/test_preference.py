@@ -423,7 +423,7 @@ def _trl_compute_loss(
 def test_end_to_end_parity_with_trl_dpo_trainer(
     name, loss_types, loss_weights, ours_kwargs, label_smoothing
 ):
-    from lightning_losses.recipes.nlp import build_causal_lm
+    from lightning_losses.nn import build_causal_lm
 
     torch.manual_seed(0)
     policy = build_causal_lm(vocab_size=32, hidden_size=16, num_layers=1, num_heads=2)

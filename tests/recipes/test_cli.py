@@ -121,7 +121,9 @@ def test_subcommands_are_fit_validate_test_only(capsys):
 
 def test_model_help_is_short(capsys):
     with pytest.raises(SystemExit) as exc:
-        build_cli(["fit", "--model.help", "lightning_losses.recipes.image_classification.ImageClassifier"])
+        build_cli(
+            ["fit", "--model.help", "lightning_losses.recipes.image_classification.ImageClassifier"]
+        )
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "--model.criterion" in out and "--model.backbone" in out

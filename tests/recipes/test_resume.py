@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from lightning.pytorch import Callback, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning_losses.recipes.image_classification import ImageClassifier
 
 from lightning_losses.data.digits import NoisyDigitsDataModule
+from lightning_losses.recipes.image_classification import ImageClassifier
 from tests._lightning import quiet_trainer
 
 

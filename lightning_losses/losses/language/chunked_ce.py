@@ -614,8 +614,10 @@ class ChunkedLinearCrossEntropyLoss(Loss):
     ) -> Tensor:
         """The chunked cross-entropy (+ z-loss) of `input @ weight.T + bias` against `target`.
 
-        The functional's own `_chunked` computes it; the z-loss part comes out of the same
-        pass (without a gradient of its own) for `last_z_loss`.
+        Shapes: hidden states `input [N, H]` (or `[B, T, H]`), output projection `weight [V, H]`,
+        optional `bias [V]`, token ids `target` of `input`'s leading shape. The functional's own
+        `_chunked` computes it; the z-loss part comes out of the same pass (without a gradient of
+        its own) for `last_z_loss`.
         """
         loss, z, valid = _chunked(
             input,

@@ -313,7 +313,10 @@ class CrossEntropyWithZLoss(Loss):
         self.last_z_loss: Tensor | None = None
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """Total (cross-entropy + z-loss) of `input` logits; z-loss mean kept in `last_z_loss`."""
+        """Total (cross-entropy + z-loss) of logits `input [N, C, *]` against `target [N, *]`.
+
+        The z-loss mean of the call is kept in `last_z_loss`.
+        """
         batch, total, z = _ce_z_batch(
             input, target, **self.hparams, validate_args=self.validate_args
         )

@@ -140,7 +140,7 @@ class LoadBalancingLoss(Loss):
     functional = staticmethod(load_balancing_loss)
     # Probabilities over the experts `[T, N]` and selected expert indices `[T, K]`: a
     # classification of tokens over experts.
-    input_kind = InputKind.CLASSIFICATION
+    input_kind = InputKind.ROUTING
     target_arg = None
 
     def __init__(self, reduction: str = "mean", validate_args: bool = True) -> None:
@@ -149,7 +149,7 @@ class LoadBalancingLoss(Loss):
     def forward(
         self, router_probs: Tensor, topk_idx: Tensor, token_mask: Tensor | None = None
     ) -> Tensor:
-        """The loss of one layer's routing (see `load_balancing_loss`)."""
+        """One layer's routing loss: `router_probs [T, N]`, `topk_idx [T, K]`, `token_mask [T]`."""
         return self._call_functional(router_probs, topk_idx, token_mask)
 
     def element_mask(self, *args: Any, **kwargs: Any) -> Tensor | None:
