@@ -143,6 +143,10 @@ def main(out: str) -> None:
     _, resumed = fit(fsdp(), manual=True, batches=1, ckpt=f"{out}.ckpt")
     results["fsdp_resume"] = {"full": full, "resumed": resumed}
     torch.save(results, f"{out}.rank{rank}")
+    # Tear the gloo group down before the interpreter exits: left to exit-time destructors, its
+    # threads can abort the process ("terminate called without an active exception").
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
