@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, TensorDataset
 
 from lightning_losses.data.noise import NOISE_KINDS, inject_label_noise
-from lightning_losses.data.sampling import EpochShuffleSampler
+from lightning_losses.data.sampling import epoch_shuffled_loader, require_setup
 from lightning_losses.validation import check_choice, check_int, check_number
 
 __all__ = [
@@ -266,15 +266,12 @@ class ImageDataModule(LightningDataModule):
             self.splits = self.build_splits()
 
     def _ready(self) -> ImageSplits:
-        if self.splits is None:
-            raise RuntimeError(f"{type(self).__name__}: call setup() before reading the data")
-        return self.splits
+        return require_setup(self.splits, self)
 
     def train_dataloader(self) -> DataLoader:
         s = self._ready()
-        sampler = EpochShuffleSampler(len(s.y_train), seed=self.seed)
-        return DataLoader(
-            _ImageDict(s.x_train, s.y_train), batch_size=self.batch_size, sampler=sampler
+        return epoch_shuffled_loader(
+            _ImageDict(s.x_train, s.y_train), batch_size=self.batch_size, seed=self.seed
         )
 
     def _eval_loader(self, x: Tensor, y: Tensor) -> DataLoader:
@@ -362,16 +359,16 @@ class NoisyDigitsDataModule(LightningDataModule):
             )
 
     def _ready(self) -> DigitsSplits:
-        if self.splits is None:
-            raise RuntimeError(f"{type(self).__name__}: call setup() before reading the data")
-        return self.splits
+        return require_setup(self.splits, self)
 
     def train_dataloader(self) -> DataLoader:
         s = self._ready()
         # Epoch-seeded order: a run resumed from a checkpoint sees the same batches.
-        sampler = EpochShuffleSampler(len(s.y_train), seed=self.hparams["seed"])
-        data = TensorDataset(s.x_train, s.y_train)
-        return DataLoader(data, batch_size=self.hparams["batch_size"], sampler=sampler)
+        return epoch_shuffled_loader(
+            TensorDataset(s.x_train, s.y_train),
+            batch_size=self.hparams["batch_size"],
+            seed=self.hparams["seed"],
+        )
 
     def val_dataloader(self) -> DataLoader:
         s = self._ready()

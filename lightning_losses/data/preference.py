@@ -34,7 +34,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_losses.data.grammar import generate_sentence
-from lightning_losses.data.sampling import EpochShuffleSampler
+from lightning_losses.data.sampling import epoch_shuffled_loader, require_setup
 from lightning_losses.validation import check_int, check_number
 
 __all__ = [
@@ -235,9 +235,7 @@ class PreferenceDataModule(LightningDataModule):
     @property
     def vocab_size(self) -> int:
         """Size of the word vocabulary (after `setup`)."""
-        if self.vocab is None:
-            raise RuntimeError("call setup() first")
-        return len(self.vocab)
+        return len(require_setup(self.vocab, self))
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -256,18 +254,14 @@ class PreferenceDataModule(LightningDataModule):
         )
 
     def _dataset(self, split: str) -> PreferencePairDataset:
-        ds = self.train_set if split == "train" else self.val_set
-        if ds is None:
-            raise RuntimeError("call setup() first")
-        return ds
+        return require_setup(self.train_set if split == "train" else self.val_set, self)
 
     def train_dataloader(self) -> DataLoader[dict[str, Tensor]]:
         # Epoch-seeded order: a resumed run sees the same batches as an uninterrupted one.
-        train_set = self._dataset("train")
-        return DataLoader(
-            train_set,
+        return epoch_shuffled_loader(
+            self._dataset("train"),
             batch_size=self.batch_size,
-            sampler=EpochShuffleSampler(len(train_set), seed=self.seed),
+            seed=self.seed,
             drop_last=True,
             num_workers=self.num_workers,
         )

@@ -9,14 +9,17 @@ custom samplers in a `DistributedSamplerWrapper` under DDP, which keeps that con
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
+from typing import Any, TypeVar
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lightning_losses.validation import check_int
 
-__all__ = ["EpochShuffleSampler"]
+__all__ = ["EpochShuffleSampler", "epoch_shuffled_loader", "require_setup"]
+
+T = TypeVar("T")
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -56,3 +59,39 @@ class EpochShuffleSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.num_samples
+
+
+def epoch_shuffled_loader(
+    dataset: Dataset[T], *, batch_size: int, seed: int, **loader_kwargs: Any
+) -> DataLoader[T]:
+    """A training `DataLoader` in `EpochShuffleSampler` order: a resumed run replays its batches.
+
+    Args:
+        dataset: a map-style dataset with `__len__`.
+        batch_size: samples per batch.
+        seed: base seed of the sampler (epoch `e` uses `seed + e`).
+        **loader_kwargs: passed to `DataLoader` (`drop_last`, `num_workers`, ...).
+
+    Example:
+        >>> import torch
+        >>> from torch.utils.data import TensorDataset
+        >>> loader = epoch_shuffled_loader(TensorDataset(torch.arange(6)), batch_size=3, seed=0)
+        >>> sorted(torch.cat([b for (b,) in loader]).tolist())
+        [0, 1, 2, 3, 4, 5]
+    """
+    if not isinstance(dataset, Sized):
+        raise TypeError(f"dataset must define __len__, got {type(dataset).__name__}")
+    sampler = EpochShuffleSampler(len(dataset), seed=seed)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, **loader_kwargs)
+
+
+def require_setup(value: T | None, owner: object) -> T:
+    """`value`, or a `RuntimeError` saying that `owner`'s `setup()` has not run yet.
+
+    Args:
+        value: what `setup()` builds (splits, datasets, a tokenizer), `None` before it ran.
+        owner: the DataModule, named in the message.
+    """
+    if value is None:
+        raise RuntimeError(f"{type(owner).__name__}: call setup() before reading the data")
+    return value

@@ -30,7 +30,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_losses.data.grammar import generate_corpus
-from lightning_losses.data.sampling import EpochShuffleSampler
+from lightning_losses.data.sampling import epoch_shuffled_loader, require_setup
 from lightning_losses.data.tokenizer import EOS_TOKEN, train_or_load_tokenizer
 from lightning_losses.validation import check_int, check_number
 
@@ -248,9 +248,7 @@ class TextDataModule(LightningDataModule):
         return train, val
 
     def _trained_tokenizer(self) -> Tokenizer:
-        if self.tokenizer is None:
-            raise RuntimeError("call setup() first")
-        return self.tokenizer
+        return require_setup(self.tokenizer, self)
 
     def _encode(self, docs: list[str]) -> list[int]:
         tokenizer = self._trained_tokenizer()
@@ -312,19 +310,15 @@ class TextDataModule(LightningDataModule):
         return self._trained_tokenizer().get_vocab_size()
 
     def _dataset(self, split: str) -> BlockDataset:
-        ds = self.train_set if split == "train" else self.val_set
-        if ds is None:
-            raise RuntimeError("call setup() first")
-        return ds
+        return require_setup(self.train_set if split == "train" else self.val_set, self)
 
     def train_dataloader(self) -> DataLoader[dict[str, Tensor]]:
         # Epoch-seeded order (not shuffle=True with a generator, whose running state a resumed
         # run does not have): epoch e's permutation depends only on (seed, e).
-        train_set = self._dataset("train")
-        return DataLoader(
-            train_set,
+        return epoch_shuffled_loader(
+            self._dataset("train"),
             batch_size=self.batch_size,
-            sampler=EpochShuffleSampler(len(train_set), seed=self.seed),
+            seed=self.seed,
             drop_last=True,
             num_workers=self.num_workers,
         )
