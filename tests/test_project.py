@@ -186,9 +186,9 @@ def test_every_docs_page_is_in_the_nav():
 # --------------------------------------------------------------------- no internal citations
 # The working notes the project was planned with are not shipped: code, tests and docs cite the
 # paper, the peer library or the project's own docs pages (`docs/design/...`) instead.
-INTERNAL = re.compile(
-    r"CATALOG|DYNAMICS|DESIGN\.md|papers\.md|\b(?i:stage)[- ][0-9]|\b(?i:issues?) [0-9]|\bSpec:"
-)
+# The note names are split so that this file does not itself read as a citation to a plain grep.
+_NOTES = ("CATA" + "LOG", "DYNA" + "MICS", "DESI" + r"GN\.md", r"papers\.md")
+INTERNAL = re.compile("|".join(_NOTES) + r"|\b(?i:stage)[- ][0-9]|\b(?i:issues?) [0-9]|\bSpec:")
 SCANNED = ("lightning_losses", "tests", "docs", "benchmarks", "recipes")
 TEXT_SUFFIXES = {".py", ".md", ".yaml", ".yml", ".txt", ".toml", ".cfg"}
 
