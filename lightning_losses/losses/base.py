@@ -175,6 +175,8 @@ class Loss(nn.Module):
         return ", ".join(parts)
 
 
+# A dict, not `functools.cache`: typeshed sees `type[Loss]` as unhashable (nn.Module's
+# `__hash__` is instance-level), so the decorator would not type-check.
 _FORWARD_SIGNATURES: dict[type[Loss], inspect.Signature] = {}
 
 

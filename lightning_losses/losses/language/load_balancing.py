@@ -18,7 +18,7 @@ from torch import Tensor
 
 from lightning_losses.losses._numerics import upcast
 from lightning_losses.losses._reduction import reduce_loss
-from lightning_losses.losses.base import InputKind, Loss
+from lightning_losses.losses.base import InputKind, Loss, _forward_signature
 from lightning_losses.registry import register_loss
 from lightning_losses.validation import check_class_indices, check_reduction, check_tensor
 
@@ -91,14 +91,8 @@ def load_balancing_loss(
     _check_router_shapes(router_probs, topk_idx, token_mask)
     probs = upcast(router_probs)
     n = probs.shape[1]
-    check_class_indices(
-        topk_idx,
-        n,
-        ignore_index=None,
-        name="topk_idx",
-        what="expert index",
-        validate_args=validate_args,
-    )
+    if validate_args:  # the router calls this once per layer with it off: skip all the work
+        check_class_indices(topk_idx, n, ignore_index=None, name="topk_idx", what="expert index")
     valid = None if token_mask is None else token_mask.reshape(-1).to(probs.device, torch.bool)
     if valid is None:
         w = torch.ones(probs.shape[0], device=probs.device, dtype=probs.dtype)
@@ -154,5 +148,7 @@ class LoadBalancingLoss(Loss):
 
     def element_mask(self, *args: Any, **kwargs: Any) -> Tensor | None:
         """The real tokens of a `reduction="none"` result: `token_mask` as bool, or `None`."""
-        mask = kwargs.get("token_mask", args[2] if len(args) > 2 else None)
+        mask = (
+            _forward_signature(type(self)).bind_partial(*args, **kwargs).arguments.get("token_mask")
+        )
         return None if mask is None else mask.reshape(-1).bool()
