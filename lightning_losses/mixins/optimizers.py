@@ -58,6 +58,14 @@ def _check_init(name: str, init: Any) -> dict[str, Any] | None:
     return dict(init)
 
 
+def _instantiate(args: Any, init: dict[str, Any]) -> Any:
+    # Imported only when a config is given: LightningCLI pulls in jsonargparse, which the
+    # recipes' default path (and `import lightning_losses`) does not need.
+    from lightning.pytorch.cli import instantiate_class
+
+    return instantiate_class(args, init)
+
+
 class OptimizerMixin:
     """Mixin for a LightningModule whose optimizer and schedule LightningCLI may replace.
 
@@ -105,16 +113,16 @@ class OptimizerMixin:
 
     def configure_optimizers(self) -> Any:
         """The optimizer (and schedule): the recipe's defaults or the configured replacements."""
-        # Imported here: LightningCLI pulls in jsonargparse, which `import lightning_losses` avoids.
-        from lightning.pytorch.cli import LightningCLI, instantiate_class
-
         params = self.optimizer_param_groups()
         if self._optimizer_init is None:
             optimizer = self.default_optimizer(params)
         else:
-            optimizer = instantiate_class(params, self._optimizer_init)
+            optimizer = _instantiate(params, self._optimizer_init)
         if self._lr_scheduler_init is not None:
-            scheduler = instantiate_class(optimizer, self._lr_scheduler_init)
+            from lightning.pytorch.cli import LightningCLI
+
+            scheduler = _instantiate(optimizer, self._lr_scheduler_init)
+            # LightningCLI's own return value (a ReduceLROnPlateau gets its `monitor`).
             return LightningCLI.configure_optimizers(self, optimizer, scheduler)  # type: ignore[arg-type]
         default = self.default_lr_scheduler(optimizer)
         if default is None:

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import math
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from lightning.pytorch import LightningModule
@@ -173,7 +173,11 @@ class CausalLM(OptimizerMixin, LossMixin, LightningModule):
                 f"balance_loss_coeff={balance_loss_coeff} needs MoE routers that compute the "
                 f"balance loss: use model_type='llama_moe' (got {model_type!r})"
             )
-        self.configure_criterion(criterion)
+        built = self.configure_criterion(criterion)
+        # Decided once: the runtime Protocol check costs ~10 µs and `lm_loss` runs every step.
+        self._hidden_states_criterion: HiddenStatesCriterion | None = (
+            cast(HiddenStatesCriterion, built) if consumes_hidden_states(built) else None
+        )
         from torchmetrics.aggregation import MeanMetric
         from torchmetrics.text import Perplexity
 
@@ -215,7 +219,7 @@ class CausalLM(OptimizerMixin, LossMixin, LightningModule):
         True when it implements
         [HiddenStatesCriterion][lightning_losses.losses.HiddenStatesCriterion].
         """
-        return consumes_hidden_states(self.criterion)
+        return self._hidden_states_criterion is not None
 
     def lm_head(self) -> tuple[Tensor, Tensor | None]:
         """The output projection's `(weight [V, H], bias [V] or None)`.
@@ -288,8 +292,8 @@ class CausalLM(OptimizerMixin, LossMixin, LightningModule):
                 extras={"hidden_states": hidden},
                 stage=stage,
             )
-            criterion = self.criterion
-            if self._trainer is not None and isinstance(criterion, HiddenStatesCriterion):
+            criterion = self._hidden_states_criterion
+            if self._trainer is not None and criterion is not None:
                 # Diagnostics only: these terms are inside `main` already.
                 for name, value in criterion.loss_terms().items():
                     self.log(f"{stage}/{name}", value, on_step=stage == "train", on_epoch=True)
