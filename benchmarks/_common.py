@@ -93,3 +93,13 @@ def output(args: argparse.Namespace, suffix: str) -> Path:
 def write_json(path: Path, payload: Any, indent: int = 1) -> None:
     """Write ``payload`` as JSON; paths (e.g. in ``vars(args)``) are written as strings."""
     path.write_text(json.dumps(payload, indent=indent, default=str))
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> None:
+    """Save a matplotlib figure (creating its folder) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)

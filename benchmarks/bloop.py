@@ -447,9 +447,7 @@ def plot(ls: dict, seeds: tuple[int, ...], every: int, path: Path) -> None:
         f"Over-parameterised least squares, λ = {LBDA} ({len(seeds)} seeds, mean; plain loop)"
     )
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _common.save_figure(fig, path, dpi=110)
 
 
 if __name__ == "__main__":

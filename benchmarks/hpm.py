@@ -35,7 +35,6 @@ from __future__ import annotations
 import statistics
 import time
 import warnings
-from pathlib import Path
 
 import _common
 import lightning as L
@@ -260,9 +259,7 @@ def plot(runs: list[dict], path: str) -> None:
         ax.set_xlabel("step")
         ax.legend(loc="lower right")
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _common.save_figure(fig, path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -120,9 +120,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_xlabel("test → train retrieval (cosine), mean ± std over seeds")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _common.save_figure(fig, path, dpi=120)
 
 
 def markdown(rows: list[dict], meta: dict) -> str:

@@ -209,9 +209,7 @@ def main(argv: list[str] | None = None) -> None:
     axes[1].set(xlabel="step", ylabel="validation perplexity", title="Quality", yscale="log")
     axes[0].legend()
     fig.tight_layout()
-    args.plot.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.plot, dpi=120)
-    plt.close(fig)
+    _common.save_figure(fig, args.plot, dpi=120)
 
 
 if __name__ == "__main__":

@@ -187,9 +187,7 @@ def plot(results: dict, path: Path, n_seeds: int) -> None:
         ax.grid(alpha=0.3)
     fig.suptitle(f"Digits MLP under label noise (mean of {n_seeds} seeds)")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _common.save_figure(fig, path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> None:

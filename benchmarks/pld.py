@@ -269,9 +269,7 @@ def plot(rows: list, reg: str, path: Path) -> None:
         f"PLD vs uniform sampling — {model} + BPR (regularisation: {reg}), mean ± sd over seeds"
     )
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _common.save_figure(fig, path, dpi=110)
 
 
 def markdown(table: list, over: list, args) -> str:

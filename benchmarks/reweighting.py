@@ -307,9 +307,7 @@ def plot(summary: dict, path: Path) -> None:
         ax.set_title("weights by block kind (corrupted)")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _common.save_figure(fig, path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> None:
