@@ -2,7 +2,7 @@
 
 The layers, bottom to top (see `docs/design/layers.md`):
 
-    validation, distributed, registry  ->  losses, functional  ->  nn  ->  mixins  ->  data
+    validation, distributed, registry  ->  losses, functional  ->  nn, multitask  ->  mixins  ->  data
         ->  callbacks  ->  recipes
 
 A module may import from its own layer or any lower one, never from a higher one; the recipe
@@ -22,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lightning_losses"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("validation", "distributed", "registry"),
     ("losses", "functional"),
-    ("nn",),
+    ("nn", "multitask"),
     ("mixins",),
     ("data",),
     ("callbacks",),
