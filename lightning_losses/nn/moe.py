@@ -40,7 +40,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_losses.losses.language.load_balancing import load_balancing_loss
+from lightning_losses.losses.language.load_balancing import (
+    expert_selection_counts,
+    load_balancing_loss,
+)
 from lightning_losses.validation import check_choice, check_int, check_number
 
 if TYPE_CHECKING:
@@ -78,6 +81,7 @@ class ExpertLoad:
     Example:
         >>> load = ExpertLoad(4)
         >>> load.add(torch.tensor([[0, 1], [1, 3]]), torch.tensor([True, False]))
+        tensor([1., 1., 0., 0.])
         >>> load.counts
         tensor([1., 1., 0., 0.])
     """
@@ -88,28 +92,28 @@ class ExpertLoad:
         self.token_mask: Tensor | None = None  # set by moe_token_mask for one forward
 
     @torch.no_grad()
-    def add(self, topk_idx: Tensor, token_mask: Tensor | None = None) -> None:
+    def add(self, topk_idx: Tensor, token_mask: Tensor | None = None) -> Tensor:
         """Add the selections `[T, K]` of one forward (tokens with `token_mask` False skipped).
 
         Args:
             topk_idx: selected expert indices `[T, K]`.
             token_mask: `[T]` bool, True = a real token (default: `self.token_mask` or all).
+
+        Returns:
+            This forward's `[N]` counts (the router passes them on to the balance loss, so
+            the selections are counted once per forward).
         """
         mask = self.token_mask if token_mask is None else token_mask
-        idx = topk_idx.reshape(topk_idx.shape[0], -1)
-        if self.counts.device != idx.device:
-            self.counts = self.counts.to(idx.device)
-        if mask is None:
-            weight = torch.ones(idx.numel(), device=idx.device, dtype=self.counts.dtype)
-        else:
-            mask = mask.reshape(-1).to(idx.device)
-            if mask.numel() != idx.shape[0]:
-                raise ValueError(
-                    f"token mask must have one entry per routed token: expected {idx.shape[0]}, "
-                    f"got {mask.numel()}"
-                )
-            weight = mask.to(self.counts.dtype).repeat_interleave(idx.shape[1])
-        self.counts.index_add_(0, idx.reshape(-1), weight)
+        if mask is not None and mask.numel() != topk_idx.shape[0]:
+            raise ValueError(
+                "token mask must have one entry per routed token: expected "
+                f"{topk_idx.shape[0]}, got {mask.numel()}"
+            )
+        counts = expert_selection_counts(topk_idx, self.num_experts, mask)
+        if self.counts.device != counts.device:
+            self.counts = self.counts.to(counts.device)
+        self.counts += counts
+        return counts
 
     def zero(self) -> None:
         """Reset the counts to zero."""
@@ -244,12 +248,15 @@ class TopKRouter(nn.Module):
             gates = gates / (gates.sum(-1, keepdim=True) + 1e-20)
         gates = gates * self.routed_scaling_factor
         mask = token_mask if token_mask is not None else self.load.token_mask
-        self.load.add(topk_idx, mask)
+        counts = self.load.add(topk_idx, mask)
         if self.compute_balance_loss and torch.is_grad_enabled():
             probs = scores if self.gating == "softmax" else scores / scores.sum(-1, keepdim=True)
             flat = None if mask is None else mask.reshape(-1)
-            # The indices come from topk: no range check (and no host sync) per layer.
-            self.last_balance_loss = load_balancing_loss(probs, topk_idx, flat, validate_args=False)
+            # The indices come from topk: no range check (and no host sync) per layer; the
+            # selections were counted once above for the load tracking.
+            self.last_balance_loss = load_balancing_loss(
+                probs, topk_idx, flat, validate_args=False, selection_counts=counts
+            )
         return RouterOutput(logits, scores, topk_idx, gates)
 
 

@@ -106,3 +106,27 @@ def test_bad_arguments_raise_naming_them():
         load_balancing_loss(torch.rand(4, 3), torch.zeros(4, 1))
     with pytest.raises(ValueError, match="reduction"):
         load_balancing_loss(torch.rand(4, 3), torch.zeros(4, 1, dtype=torch.long), reduction="x")
+
+
+def test_precounted_selections_give_the_same_loss_and_gradient():
+    """A router that already counted the selections (for its load tracking) passes them on."""
+    from lightning_losses.losses.language.load_balancing import expert_selection_counts
+
+    torch.manual_seed(0)
+    probs = torch.randn(12, 5, dtype=torch.float64).softmax(-1).requires_grad_()
+    idx = torch.randint(0, 5, (12, 2))
+    mask = torch.rand(12) > 0.3
+    direct = load_balancing_loss(probs, idx, mask, reduction="none")
+    counts = expert_selection_counts(idx, 5, mask)
+    naive = torch.zeros(5)
+    for t in range(12):
+        for k in range(2):
+            naive[idx[t, k]] += float(mask[t])
+    torch.testing.assert_close(counts, naive)
+    given = load_balancing_loss(probs, idx, mask, reduction="none", selection_counts=counts)
+    torch.testing.assert_close(given, direct)
+    (g1,) = torch.autograd.grad(direct.sum(), probs)
+    (g2,) = torch.autograd.grad(given.sum(), probs)
+    torch.testing.assert_close(g1, g2)
+    with pytest.raises(ValueError, match="selection_counts"):
+        load_balancing_loss(probs, idx, mask, selection_counts=counts[:4])

@@ -38,6 +38,37 @@ def _check_router_shapes(scores: Tensor, topk_idx: Tensor, token_mask: Tensor | 
         )
 
 
+def expert_selection_counts(
+    topk_idx: Tensor, num_experts: int, token_mask: Tensor | None = None
+) -> Tensor:
+    """How often each expert was selected: the float32 `[N]` counts of `[T, K]` indices.
+
+    Tokens with `token_mask` False are not counted. Counting is an `index_add_` with the mask as
+    weights: no host sync and no boolean indexing, so it stays cheap on accelerators.
+
+    Args:
+        topk_idx: `[T, K]` selected experts, in `[0, N)`.
+        num_experts: $N$.
+        token_mask: optional `[T]` mask, True (non-zero) = a counted token.
+
+    Returns:
+        The `[N]` counts (float32, on `topk_idx`'s device).
+
+    Example:
+        >>> import torch
+        >>> expert_selection_counts(torch.tensor([[0, 1], [1, 3]]), 4, torch.tensor([1, 0]))
+        tensor([1., 1., 0., 0.])
+    """
+    idx = topk_idx.reshape(topk_idx.shape[0], -1)
+    if token_mask is None:
+        weight = torch.ones(idx.numel(), device=idx.device, dtype=torch.float32)
+    else:
+        weight = token_mask.reshape(-1).to(idx.device, torch.float32)
+        weight = weight.repeat_interleave(idx.shape[1])
+    counts = torch.zeros(num_experts, device=idx.device, dtype=torch.float32)
+    return counts.index_add_(0, idx.reshape(-1), weight)
+
+
 def load_balancing_loss(
     router_probs: Tensor,
     topk_idx: Tensor,
@@ -45,6 +76,7 @@ def load_balancing_loss(
     *,
     reduction: str = "mean",
     validate_args: bool = True,
+    selection_counts: Tensor | None = None,
 ) -> Tensor:
     r"""The Switch / Mixtral auxiliary load-balancing loss of one MoE layer.
 
@@ -70,6 +102,9 @@ def load_balancing_loss(
         token_mask: optional `[T]` mask, True (non-zero) = a real (non-pad) token.
         reduction: `"mean"` (the loss; 0 when no token is real), `"sum"` or `"none"` (`[T]`).
         validate_args: check that every `topk_idx` entry lies in `[0, N)` (a host sync).
+        selection_counts: optional `[N]` counts of `topk_idx` over the real tokens, as
+            `expert_selection_counts` (in this module) gives them, when the caller has counted
+            them already (a router that also tracks the load counts once per forward).
 
     Returns:
         The scalar loss, or the `[T]` per-token terms with `reduction="none"`.
@@ -94,14 +129,17 @@ def load_balancing_loss(
     if validate_args:  # the router calls this once per layer with it off: skip all the work
         check_class_indices(topk_idx, n, ignore_index=None, name="topk_idx", what="expert index")
     valid = None if token_mask is None else token_mask.reshape(-1).to(probs.device, torch.bool)
-    if valid is None:
-        w = torch.ones(probs.shape[0], device=probs.device, dtype=probs.dtype)
+    if selection_counts is None:
+        counts = expert_selection_counts(topk_idx, n, valid).to(probs.dtype)
     else:
-        w = valid.to(probs.dtype)
-    total = w.sum().clamp_min(1.0)
-    counts = torch.zeros(n, device=probs.device, dtype=probs.dtype).index_add_(
-        0, topk_idx.reshape(-1).to(probs.device), w.repeat_interleave(topk_idx.shape[1])
-    )
+        if selection_counts.shape != (n,):
+            raise ValueError(
+                f"selection_counts must have shape [{n}] (one count per expert), "
+                f"got {list(selection_counts.shape)}"
+            )
+        counts = selection_counts.to(probs.device, probs.dtype)
+    # Each real token makes K selections, so the real-token count is the selections over K.
+    total = (counts.sum() / topk_idx.shape[1]).clamp_min(1.0)
     per_token = n * (probs @ (counts / total))  # ℓ_t = N Σ_i f_i p_{t,i}
     return reduce_loss(per_token, reduction, valid=valid)
 
