@@ -313,3 +313,33 @@ def test_mixed_precision_hidden_states_with_float32_weight_compute_in_bf16():
     with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast on: the same computation
         out_ac = chunked_linear_cross_entropy(hb, w, target, b, chunk_size=7)
     torch.testing.assert_close(out_ac, out)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_float16_inputs_with_large_logits_stay_finite_and_exact(reduction):
+    """Hidden states and weights at ±1e4 in float16: `h @ Wᵀ` (~1e9) overflows float16's
+    ±65504, but the loss is representable in float32, so the product runs in float32."""
+    torch.manual_seed(0)
+    h = (torch.randn(16, 8) * 1e4).half().requires_grad_()
+    w = (torch.randn(32, 8) * 1e4).half().requires_grad_()
+    y = torch.randint(0, 32, (16,))
+    y[3] = -100
+    loss = chunked_linear_cross_entropy(h, w, y, chunk_size=4, reduction=reduction)
+    h64, w64 = h.detach().double().requires_grad_(), w.detach().double().requires_grad_()
+    ref = F.cross_entropy(h64 @ w64.T, y, reduction=reduction)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss).all()
+    torch.testing.assert_close(loss.double(), ref, rtol=1e-5, atol=0.0)
+    # A small upstream gradient keeps the float16 parameter gradients inside float16's range.
+    up = torch.full_like(ref, 1e-6)
+    (loss * up.float()).sum().backward()
+    (ref * up).sum().backward()
+    assert torch.isfinite(h.grad).all() and torch.isfinite(w.grad).all()
+    torch.testing.assert_close(h.grad.double(), h64.grad, rtol=2e-3, atol=1e-3)
+    torch.testing.assert_close(w.grad.double(), w64.grad, rtol=2e-3, atol=1e-3)
+
+
+def test_a_reduction_set_after_construction_is_validated_at_call_time():
+    loss = ChunkedLinearCrossEntropyLoss()
+    loss.reduction = "avg"
+    with pytest.raises(ValueError, match="reduction"):
+        loss(torch.randn(4, 8), torch.randn(16, 8), torch.randint(0, 16, (4,)))

@@ -251,3 +251,10 @@ def test_fused_bad_arguments_are_named():
         cross_entropy_with_z_loss(torch.zeros(2, 3), torch.tensor([[0.2, 0.3, 0.5]] * 2))
     with pytest.raises(ValueError, match="target contains"):
         cross_entropy_with_z_loss(torch.zeros(2, 3), torch.tensor([0, 3]))
+
+
+def test_cross_entropy_with_z_loss_validates_a_reduction_set_after_construction():
+    loss = CrossEntropyWithZLoss()
+    loss.reduction = "avg"
+    with pytest.raises(ValueError, match="reduction"):
+        loss(torch.randn(4, 10), torch.randint(0, 10, (4,)))

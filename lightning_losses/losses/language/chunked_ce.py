@@ -72,7 +72,13 @@ def _chunk_logits(
     # (a NaN row times a zero gradient would still poison the weight gradient).
     h = torch.where(valid[:, None], hidden, hidden.new_zeros(()))
     # The product runs in the input dtype (bf16 tensor cores on GPU, float32 accumulation);
-    # the softmax math runs on the float32-upcast chunk.
+    # the softmax math runs on the float32-upcast chunk. float16 is the exception: its range
+    # (±65504) overflows on large logits that float32 holds, so its product runs in float32.
+    if h.dtype == torch.float16:
+        h32, w32 = h.float(), weight.float()
+        b32 = None if bias is None else bias.float()
+        logits = h32 @ w32.T if b32 is None else torch.addmm(b32, h32, w32.T)
+        return logits, h
     logits = h @ weight.T if bias is None else torch.addmm(bias, h, weight.T)
     return upcast(logits), h
 
@@ -115,6 +121,13 @@ def _chunk_grads(
     d = ce_z_grad_logits(logits, lse, target, gc, gz, label_smoothing, coeff, inplace=True)
     if grad_b is not None:
         grad_b += d.sum(0)
+    if weight.dtype == torch.float16:  # the products in float32, as in `_chunk_logits`
+        w32 = weight.float()
+        if grad_h is not None:
+            grad_h.copy_(d @ w32)
+        if grad_w is not None:
+            grad_w += d.T @ h.float()
+        return
     d = d.to(weight.dtype)
     if grad_h is not None:
         torch.mm(d, weight, out=grad_h)
@@ -473,8 +486,11 @@ def chunked_linear_cross_entropy(
 
     Precision: the products run in the input dtype (bf16 on tensor cores), each chunk's logits
     are upcast to float32 for the softmax math, and the weight/bias gradients accumulate in
-    float32 before being cast back. Autocast is off inside, so the recomputing backward uses
-    exactly the forward's precision. The function is once differentiable.
+    float32 before being cast back. float16 inputs are the exception: their products run in
+    float32, because logits beyond float16's ±65504 (hidden states and weights around 1e4) would
+    overflow before the upcast although the loss itself is representable in float32. Autocast
+    is off inside, so the recomputing backward uses exactly the forward's precision. The
+    function is once differentiable.
 
     Sources: *Liger Kernel: Efficient Triton Kernels for LLM Training* (arXiv:2410.10989);
     *Cut Your Losses in Large-Vocabulary Language Models* (Cut Cross-Entropy, arXiv:2411.09009);
@@ -619,6 +635,7 @@ class ChunkedLinearCrossEntropyLoss(Loss):
         `_chunked` computes it; the z-loss part comes out of the same pass (without a gradient of
         its own) for `last_z_loss`.
         """
+        check_reduction(self.reduction)  # an attribute set after construction is checked too
         loss, z, valid = _chunked(
             input,
             weight,

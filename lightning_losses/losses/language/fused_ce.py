@@ -317,6 +317,7 @@ class CrossEntropyWithZLoss(Loss):
 
         The z-loss mean of the call is kept in `last_z_loss`.
         """
+        check_reduction(self.reduction)  # an attribute set after construction is checked too
         batch, total, z = _ce_z_batch(
             input, target, **self.hparams, validate_args=self.validate_args
         )
