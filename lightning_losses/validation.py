@@ -59,7 +59,14 @@ def check_number(
     low_inclusive: bool = True,
     high_inclusive: bool = True,
 ) -> float:
-    """Check that ``value`` is a finite real number inside the given bounds and return it."""
+    """Check that ``value`` is a finite real number inside the given bounds and return it.
+
+    Under `torch.compile` the value is returned unchecked: after a recompile with another value
+    dynamo traces a float as a symbol, which `math.isfinite` cannot take (a graph break).
+    Hyperparameters are checked eagerly when a loss module is built.
+    """
+    if torch.compiler.is_compiling():
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} ({value!r})")
     value = float(value)

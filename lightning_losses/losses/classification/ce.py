@@ -119,23 +119,26 @@ def cross_entropy(
         input, target, ignore_index=hp["ignore_index"], validate_args=validate_args
     )
     w = check_class_weight(weight, batch.num_classes, batch.logits, validate_args=validate_args)
-    if batch.soft is not None:
-        tgt = batch.soft
-    elif not bool(batch.valid.any()):
-        # torch would return NaN for a mean over nothing; the contract says 0 (gradient 0).
-        return torch.where(batch.valid[:, None], batch.logits, 0.0).sum() * 0.0
-    else:
-        tgt = batch.target.masked_fill(~batch.valid, -100)
+    hard = batch.soft is None
+    tgt = batch.target.masked_fill(~batch.valid, -100) if hard else batch.soft
     # torch's fused reduction has the same semantics as reduce_loss(rows, weight=w_y) — weighted
     # mean over valid rows, soft targets averaged over N — and skips a [M] round trip (faster).
-    return F.cross_entropy(
+    total = F.cross_entropy(
         batch.logits,
         tgt,
         weight=w,
         ignore_index=-100,
-        reduction=reduction,
+        reduction="sum" if hard else reduction,
         label_smoothing=hp["label_smoothing"],
     )
+    if not hard or reduction == "sum":
+        return total
+    # torch's "mean" divides the sum by Σ w_y over the valid rows; over no valid row that is
+    # 0/0 = NaN where the contract says 0 (gradient 0). Dividing here, by a clamped count, keeps
+    # the mean free of a data-dependent branch (no host sync, one graph under torch.compile).
+    valid = batch.valid.to(total.dtype)
+    count = valid.sum() if w is None else (w.to(total.dtype).gather(0, batch.target) * valid).sum()
+    return total / count.clamp_min(torch.finfo(total.dtype).tiny)
 
 
 @register_loss("cross_entropy", aliases=("ce",))

@@ -37,15 +37,26 @@ def _check_adaface_args(
     return hp
 
 
-def adaface_norm_stats(embeddings: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Detached, clipped feature norms `[N]` and their batch mean and (unbiased) std.
+def adaface_norm_stats(
+    embeddings: Tensor, valid: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Detached, clipped feature norms `[N]` and the mean and (unbiased) std of the valid rows.
 
-    The std of a single row is undefined; it is returned as NaN and
-    [AdaFaceLoss][lightning_losses.losses.AdaFaceLoss] then keeps its running value.
+    The mean of no row and the std of fewer than two rows are undefined; they are returned as
+    NaN and [AdaFaceLoss][lightning_losses.losses.AdaFaceLoss] then keeps its running values.
+    Masked sums instead of boolean indexing: no host sync, one graph under `torch.compile`.
+
+    Args:
+        embeddings: `[N, D]`.
+        valid: optional `[N]` bool mask of the rows that count (default: all).
     """
     norms = embeddings.detach().norm(dim=-1).clamp(_NORM_MIN, _NORM_MAX)
-    std = norms.std() if norms.numel() > 1 else norms.new_full((), float("nan"))
-    return norms, norms.mean(), std
+    w = torch.ones_like(norms) if valid is None else valid.to(norms.dtype)
+    n = w.sum()
+    mean = (norms * w).sum() / n
+    var = ((norms - mean.nan_to_num()).square() * w).sum() / (n - 1)
+    nan = norms.new_full((), float("nan"))
+    return norms, torch.where(n > 0, mean, nan), torch.where(n > 1, var.sqrt(), nan)
 
 
 def adaface_loss(
@@ -202,13 +213,15 @@ class AdaFaceLoss(ClassCentreLoss):
     @torch.no_grad()
     def _update_stats(self, embeddings: Tensor, labels: Tensor) -> None:
         emb = check_embeddings("embeddings", embeddings)
+        valid = None
         if self.ignore_index is not None and labels.shape == emb.shape[:1]:
-            emb = emb[labels != self.ignore_index]
-        if emb.shape[0] == 0:
-            return
-        _, mean, std = adaface_norm_stats(emb)
+            valid = labels != self.ignore_index
+        _, mean, std = adaface_norm_stats(emb, valid)
         a = self.t_alpha
-        self.batch_mean.copy_(mean * a + (1 - a) * self.batch_mean)
+        # An undefined statistic (NaN: no valid row, or one row for the std) keeps its value.
+        self.batch_mean.copy_(
+            torch.where(mean.isnan(), self.batch_mean, mean * a + (1 - a) * self.batch_mean)
+        )
         self.batch_std.copy_(
             torch.where(std.isnan(), self.batch_std, std * a + (1 - a) * self.batch_std)
         )

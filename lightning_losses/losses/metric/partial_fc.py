@@ -63,6 +63,9 @@ def sample_centres(
     Every class present in `labels` is kept; the rest of the `⌈sample_rate · C⌉` slots are
     drawn uniformly without replacement from the other classes (with `generator`). When the
     batch holds more classes than slots, only the batch's classes are used (as insightface).
+    The sampled set's size therefore depends on the labels: under
+    `torch.compile(fullgraph=True)` this is the one loss of the catalog that is not a single
+    static graph (compile it with the default `fullgraph=False`: one graph break here).
 
     Example:
         >>> import torch
