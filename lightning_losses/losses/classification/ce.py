@@ -120,7 +120,7 @@ def cross_entropy(
     )
     w = check_class_weight(weight, batch.num_classes, batch.logits, validate_args=validate_args)
     hard = batch.soft is None
-    tgt = batch.target.masked_fill(~batch.valid, -100) if hard else batch.soft
+    tgt = batch.target.masked_fill(~batch.valid, -100) if batch.soft is None else batch.soft
     # torch's fused reduction has the same semantics as reduce_loss(rows, weight=w_y) — weighted
     # mean over valid rows, soft targets averaged over N — and skips a [M] round trip (faster).
     total = F.cross_entropy(
