@@ -48,6 +48,17 @@ def _bloop(r: dict, mod: ModuleType) -> None:
         assert row["summed_ms"] > 0 and row["bloop_ms"] > 0 and row["ratio"] > 0
 
 
+def _gpu_readiness(r: dict, mod: ModuleType) -> None:
+    assert set(r) == {"meta", "losses", "recipes", "memory"}
+    assert r["meta"]["dry_run"] and "CPU" in r["meta"]["device"]
+    assert [row["loss"] for row in r["losses"]] == list(mod.DRY_RUN_LOSSES)
+    assert all(row["ok"] for row in r["losses"]), r["losses"]
+    assert [row["recipe"] for row in r["recipes"]] == list(mod.RECIPES)
+    assert all(row["ok"] for row in r["recipes"]), "a base recipe's config is missing"
+    assert all("--trainer.precision=bf16-mixed" in row["command"] for row in r["recipes"])
+    assert [row["ok"] for row in r["memory"]] == [True]
+
+
 def _hpm(r: dict, mod: ModuleType) -> None:
     assert set(r) == {"meta", "summary", "runs"}
     assert {(row["task"], row["method"]) for row in r["summary"]} == {
@@ -132,6 +143,7 @@ def _reweighting_toy(r: dict, mod: ModuleType) -> None:
 
 CHECKS: dict[str, Callable[[dict, ModuleType], None]] = {
     "bloop": _bloop,
+    "gpu_readiness": _gpu_readiness,
     "hpm": _hpm,
     "lm_memory": _lm_memory,
     "losses_speed": _losses_speed,
@@ -142,7 +154,7 @@ CHECKS: dict[str, Callable[[dict, ModuleType], None]] = {
     "reweighting": _reweighting,
     "reweighting_toy": _reweighting_toy,
 }
-NO_FIGURE = {"losses_speed", "reweighting_toy"}
+NO_FIGURE = {"gpu_readiness", "losses_speed", "reweighting_toy"}
 
 
 def _snapshot() -> dict[Path, int]:
