@@ -103,13 +103,19 @@ def _check_structure(g: list[Tensor], others: Mapping[str, list[Tensor]]) -> Non
                 )
 
 
+def _fp32(tensors: list[Tensor]) -> list[Tensor]:
+    # Detached fp32 views (a copy only for another dtype).
+    return [t.detach().float() for t in tensors]
+
+
 def _partials(h: list[Tensor], ema: list[Tensor]) -> Tensor:
     # [P, 3] fp32 partial sums (<h,m>, |m|^2, |h|^2) per tensor: summed over shards/tensors later.
-    rows = []
-    for hi, mi in zip(h, ema, strict=True):
-        hf, mf = hi.detach().float().reshape(-1), mi.detach().float().reshape(-1)
-        rows.append(torch.stack([hf @ mf, mf @ mf, hf @ hf]))
-    return torch.stack(rows)
+    # The norms are two fused multi-tensor kernels; the inner products one dot per tensor.
+    hf, mf = _fp32(h), _fp32(ema)
+    dots = torch.stack([torch.vdot(a.reshape(-1), b.reshape(-1)) for a, b in zip(hf, mf)])
+    m_norm = torch.stack(torch._foreach_norm(mf))
+    h_norm = torch.stack(torch._foreach_norm(hf))
+    return torch.stack([dots, m_norm.square(), h_norm.square()], dim=1)
 
 
 def projection_coefficients(
@@ -228,11 +234,14 @@ def bloop_direction(
     coef, _ = _coefficients(h_list, ema_list, scope=scope, eps=eps, reduce_fn=reduce_fn)
     if dynamic_barrier and lbda > 0:
         coef = coef.clamp_max(1.0 / lbda)
-    coefs = coef.expand(len(g_list)) if coef.ndim == 0 else coef
-    out = [
-        (gi.float() + lbda * (hi.float() - ci * mi.float())).to(gi.dtype)
-        for gi, hi, mi, ci in zip(g_list, h_list, ema_list, coefs, strict=True)
-    ]
+    gf, hf, mf = _fp32(g_list), _fp32(h_list), _fp32(ema_list)
+    fp32: list[Tensor]
+    if coef.ndim == 0:  # one coefficient: three fused multi-tensor kernels for all tensors
+        scaled = torch._foreach_sub(hf, torch._foreach_mul(mf, coef))
+        fp32 = list(torch._foreach_add(gf, scaled, alpha=lbda))
+    else:
+        fp32 = [gi + lbda * (hi - ci * mi) for gi, hi, mi, ci in zip(gf, hf, mf, coef, strict=True)]
+    out = [o.to(gi.dtype) for o, gi in zip(fp32, g_list, strict=True)]
     return out[0] if isinstance(g, Tensor) else out
 
 
@@ -259,8 +268,7 @@ def ema_update_(ema: TensorOrList, g: TensorOrList, alpha: float) -> TensorOrLis
     alpha = check_number("alpha", alpha, low=0.0, high=1.0)
     ema_list, g_list = _as_list("ema", ema), _as_list("g", g)
     _check_structure(ema_list, {"g": g_list})
-    for mi, gi in zip(ema_list, g_list, strict=True):
-        mi.lerp_(gi.to(mi.dtype), alpha)
+    torch._foreach_lerp_(ema_list, [gi.to(mi.dtype) for mi, gi in zip(ema_list, g_list)], alpha)
     return ema
 
 
