@@ -2,8 +2,8 @@
 
 The layers, bottom to top (see `docs/design/layers.md`):
 
-    validation, distributed, registry  ->  losses, functional  ->  nn, multitask  ->  mixins  ->  data
-        ->  callbacks  ->  recipes
+    validation, distributed, registry  ->  losses, functional  ->  nn, multitask  ->  mixins
+        ->  data  ->  callbacks  ->  recipes
 
 A module may import from its own layer or any lower one, never from a higher one; the recipe
 modules never import each other (shared pieces live in `nn/`, `data/` or `mixins/`). Every import
