@@ -76,6 +76,17 @@ def test_wheel_and_sdist_carry_the_package(dists):
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(dists["wheel"]).read(entry_points).decode()
     assert "lightning-losses = lightning_losses.recipes.cli:main" in text
+    metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    meta = zipfile.ZipFile(dists["wheel"]).read(metadata).decode()
+    tested = f"{sys.version_info.major}.{sys.version_info.minor}"
+    # The declared Python versions are the one this suite runs on (CI's), no more.
+    assert f"Requires-Python: >={tested}" in meta
+    declared = {
+        line.rsplit("::", 1)[1].strip()
+        for line in meta.splitlines()
+        if line.startswith("Classifier: Programming Language :: Python :: 3.")
+    }
+    assert declared == {tested}
     with tarfile.open(dists["sdist"]) as tar:
         members = {Path(m.name).relative_to(Path(m.name).parts[0]).as_posix() for m in tar}
     assert {"pyproject.toml", "README.md", "lightning_losses/__init__.py"} <= members
