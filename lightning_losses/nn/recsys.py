@@ -234,8 +234,11 @@ class LightGCN(_RecModel):
         if self.adjacency.device != x.device or self.adjacency.dtype != x.dtype:
             self.adjacency = self.adjacency.to(device=x.device, dtype=x.dtype)
         total = x
-        for _ in range(self.num_layers):
-            x = torch.sparse.mm(self.adjacency, x)
-            total = total + x
+        # Propagation in the embeddings' dtype with autocast off: under bf16 autocast the sparse
+        # product's backward would otherwise meet a bf16 gradient for a float32 adjacency.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            for _ in range(self.num_layers):
+                x = torch.sparse.mm(self.adjacency, x)
+                total = total + x
         out = total / (self.num_layers + 1)
         return out[: self.num_users], out[self.num_users :]
