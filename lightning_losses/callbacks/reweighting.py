@@ -209,7 +209,8 @@ class LossReweighting(BehaviourCallback):
         kl_reg: the temperature `r` (default 1.0, the reference code's value).
         delta: normalisation half-width `δ` (default 1.0).
         burnout_steps: optimizer steps with uniform weights before reweighting starts (default
-            1000, the reference code's value).
+            1000, the reference code's value). A run whose `max_steps` does not exceed it warns
+            once at setup, naming it.
         kl_reg_start: optional larger `r` used right after the warm-up, decayed linearly to
             `kl_reg` over `kl_reg_decay_steps` (the README's "large r early" advice).
         kl_reg_decay_steps: length of that decay (0: no schedule).
@@ -351,6 +352,21 @@ class LossReweighting(BehaviourCallback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         self._trainer = trainer
+        if stage == "fit":
+            self._warn_unreachable_burnout(trainer)
+
+    def _warn_unreachable_burnout(self, trainer: Trainer) -> None:
+        # A run shorter than the burn-out never reweights; without this it would only show
+        # `reweight/active = 0`.
+        max_steps = trainer.max_steps
+        if max_steps is None or max_steps < 0 or max_steps > self.burnout_steps:
+            return
+        rank_zero_warn(
+            f"LossReweighting(burnout_steps={self.burnout_steps}) never reweights in this run: "
+            f"it stops at max_steps={max_steps}, and the weights stay uniform for the first "
+            "burnout_steps optimizer steps; lower burnout_steps below max_steps",
+            category=UserWarning,
+        )
 
     @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:

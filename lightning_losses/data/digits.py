@@ -345,18 +345,18 @@ class NoisyDigitsDataModule(LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        check_number("noise_rate", noise_rate, low=0.0, high=1.0, high_inclusive=False)
-        check_choice("noise_kind", noise_kind, NOISE_KINDS)
-        check_int("batch_size", batch_size, low=1)
-        check_int("seed", seed)
+        self.noise_rate = check_number(
+            "noise_rate", noise_rate, low=0.0, high=1.0, high_inclusive=False
+        )
+        self.noise_kind = check_choice("noise_kind", noise_kind, NOISE_KINDS)
+        self.batch_size = check_int("batch_size", batch_size, low=1)
+        self.seed = check_int("seed", seed)
         self.save_hyperparameters()
         self.splits: DigitsSplits | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits is None:
-            self.splits = load_digits_splits(
-                self.hparams["noise_rate"], self.hparams["noise_kind"], seed=self.hparams["seed"]
-            )
+            self.splits = load_digits_splits(self.noise_rate, self.noise_kind, seed=self.seed)
 
     def _ready(self) -> DigitsSplits:
         return require_setup(self.splits, self)
@@ -366,8 +366,8 @@ class NoisyDigitsDataModule(LightningDataModule):
         # Epoch-seeded order: a run resumed from a checkpoint sees the same batches.
         return epoch_shuffled_loader(
             TensorDataset(s.x_train, s.y_train),
-            batch_size=self.hparams["batch_size"],
-            seed=self.hparams["seed"],
+            batch_size=self.batch_size,
+            seed=self.seed,
         )
 
     def val_dataloader(self) -> DataLoader:

@@ -149,15 +149,17 @@ class StrokesDataModule(ImageDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, seed)
+        self.num_train, self.num_val, self.num_test = num_train, num_val, num_test
+        # `num_classes` is the base's property (read from the built splits).
+        self.image_size, self.orientation_bins = image_size, num_classes
         self.save_hyperparameters()
 
     def build_splits(self) -> ImageSplits:
-        hp = self.hparams
         parts = [
             synthetic_strokes(
-                count, hp["image_size"], num_classes=hp["num_classes"], seed=hp["seed"] + i
+                count, self.image_size, num_classes=self.orientation_bins, seed=self.seed + i
             )
-            for i, count in enumerate((hp["num_train"], hp["num_val"], hp["num_test"]))
+            for i, count in enumerate((self.num_train, self.num_val, self.num_test))
         ]
         return ImageSplits(
             parts[0].images,
@@ -166,5 +168,5 @@ class StrokesDataModule(ImageDataModule):
             parts[1].labels,
             parts[2].images,
             parts[2].labels,
-            hp["num_classes"],
+            self.orientation_bins,
         )

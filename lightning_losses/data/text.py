@@ -158,10 +158,11 @@ class TextDataModule(LightningDataModule):
     Raises:
         ValueError: a bad size or fraction; `val_fraction` > 0 together with `val_path`, or
             0 without it. Messages name the `--data.*` flag.
+        FileNotFoundError: `path` or `val_path` does not exist.
 
     Example:
         >>> dm = TextDataModule(num_docs=50, block_size=32, vocab_size=300)
-        >>> dm.block_size, dm.hparams.vocab_size
+        >>> dm.block_size, dm.bpe_vocab_size
         (32, 300)
     """
 
@@ -208,8 +209,12 @@ class TextDataModule(LightningDataModule):
                 "--data.duplicate_fraction and --data.garble_fraction must be >= 0 with a sum "
                 f"< 1, got {duplicate_fraction} and {garble_fraction}"
             )
+        for flag, file in (("--data.path", path), ("--data.val_path", val_path)):
+            if file is not None and not Path(file).exists():
+                # At construction, not in setup: the CLI reports it before any work starts.
+                raise FileNotFoundError(f"{flag} {str(file)!r}: no such file or folder")
         self.save_hyperparameters()
-        self.hparams["val_fraction"] = val_fraction
+        self.hparams["val_fraction"] = val_fraction  # the resolved default, for the record
         self.path, self.val_path, self.val_fraction = path, val_path, val_fraction
         self.block_size, self.batch_size = block_size, batch_size
         self.bpe_vocab_size = vocab_size  # the target; `tokenizer_vocab_size` is the actual size

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeAlias, runtime_checkable
@@ -34,7 +35,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from lightning_losses.registry import get_loss
+from lightning_losses.losses.base import InputKind
+from lightning_losses.registry import get_loss, get_loss_class, list_losses
 
 if TYPE_CHECKING:
     from lightning.pytorch import LightningModule
@@ -322,6 +324,99 @@ def build_criterion(criterion: CriterionSpec | nn.Module, **overrides: Any) -> n
     return module
 
 
+# Kinds whose losses are called alike, `(logits [N, C, *], class indices [N, *])`: a module
+# written for one can use the others.
+_LOGITS_AND_INDICES = (InputKind.CLASSIFICATION, InputKind.SEQUENCES, InputKind.DENSE)
+# Kinds whose inputs are never integer class indices.
+_NO_INDICES = (InputKind.RANKING, InputKind.PREFERENCE, InputKind.REGRESSION, InputKind.MULTILABEL)
+_CRITERION_PARAMETERS = ("criterion", "loss")
+
+
+def _kind_group(kind: str) -> tuple[str, ...]:
+    return _LOGITS_AND_INDICES if kind in _LOGITS_AND_INDICES else (kind,)
+
+
+def _registry_kind(spec: Any) -> str | None:
+    """The input kind of a criterion given by registry name (or `{"name": ...}`), else `None`."""
+    name = spec.get("name") if isinstance(spec, Mapping) else spec
+    if not isinstance(name, str):
+        return None
+    try:
+        kind = getattr(get_loss_class(name), "input_kind", None)
+    except (KeyError, ValueError):
+        return None
+    return kind if isinstance(kind, str) else None
+
+
+def loss_names_of_kind(*kinds: str) -> list[str]:
+    """The registry names of the losses whose `input_kind` is one of `kinds`.
+
+    Example:
+        >>> from lightning_losses.mixins.loss import loss_names_of_kind
+        >>> loss_names_of_kind("preference")[:2]
+        ['conservative_dpo', 'dpo']
+    """
+    return [n for n in list_losses() if getattr(get_loss_class(n), "input_kind", None) in kinds]
+
+
+def _inferred_input_kinds(cls: type) -> tuple[str, ...] | None:
+    """The kinds a module takes, from the registry default of its `criterion=` parameter.
+
+    `def __init__(self, criterion="cross_entropy")` declares a module that calls its criterion
+    as a classification loss; `None` when no such default tells.
+    """
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return None
+    for name in _CRITERION_PARAMETERS:
+        param = parameters.get(name)
+        kind = None if param is None else _registry_kind(param.default)
+        if kind is not None:
+            return _kind_group(kind)
+    return None
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return f"{str(value.dtype).removeprefix('torch.')}{list(value.shape)}"
+    return type(value).__name__
+
+
+def _kind_mismatch(criterion: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """Why a criterion's call failed when its inputs look like another kind's, else `""`."""
+    kind = getattr(type(criterion), "input_kind", None)
+    if not isinstance(kind, str):
+        return ""
+    name = getattr(type(criterion), "registry_name", "") or type(criterion).__name__
+    try:
+        signature = inspect.signature(criterion.forward)
+    except (TypeError, ValueError):
+        return ""
+    got = ", ".join(_describe(a) for a in args) or "no positional arguments"
+    params = ", ".join(signature.parameters)
+    head = f"criterion {name!r} ({type(criterion).__name__}) takes {kind!r} inputs ({params})"
+    tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, Tensor)]
+    looks_like_indices = len(args) >= 2 and any(
+        not t.is_floating_point() and not t.is_complex() and t.dtype != torch.bool
+        for t in tensors[1:]
+    )
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError:
+        pass
+    else:
+        if not (kind in _NO_INDICES and looks_like_indices):
+            return ""
+    if looks_like_indices:
+        names = ", ".join(loss_names_of_kind(*_LOGITS_AND_INDICES))
+        return (
+            f"{head}, but compute_loss got ({got}), which looks like logits and class indices; "
+            f"losses for them: {names}"
+        )
+    return f"{head}, but compute_loss got ({got}); it is a loss for other inputs"
+
+
 def _notify(callback: Any) -> None:
     # Behaviour callbacks record that the module called them ("attached but never called").
     notify = getattr(callback, "notify_called", None)
@@ -346,9 +441,19 @@ class LossMixin:
     valid element; with one attached (in training only) it is $\sum_i w_i \ell_i$ with its detached
     weights (samples with weight exactly 0 are left out of the sum).
 
-    Capabilities: a module may declare `accepted_input_kinds` (a tuple of
-    `lightning_losses.losses.base.InputKind` values); `configure_criterion` then rejects a
-    criterion whose `input_kind` is not among them (`None`, the default, accepts every loss).
+    Capabilities: `configure_criterion` rejects a criterion whose `input_kind` the module does not
+    take, naming the registry names it does take. The kinds are the class's
+    `accepted_input_kinds` (a tuple of [InputKind][lightning_losses.losses.InputKind] values,
+    importable as `from lightning_losses import InputKind`) or, when
+    it declares none, inferred from the registry default of its `criterion` (or `loss`)
+    parameter: `criterion="cross_entropy"` takes classification, sequence and dense losses (all
+    called as logits and class indices). Set `accepted_input_kinds = InputKind.ALL` to accept
+    every loss. A criterion call that fails because its inputs are of another kind (a ranking
+    or preference loss given logits and class indices) raises a `ValueError` saying so.
+
+    Logging: `compute_loss` logs `{stage}/loss` (and the aux terms). Logging one of these names
+    yourself (`self.log("train/loss", ...)`) replaces the automatic entry from then on; or pass
+    `log=False` to `compute_loss`.
 
     Example:
         >>> import torch
@@ -373,8 +478,6 @@ class LossMixin:
 
     if TYPE_CHECKING:  # provided by the LightningModule this mixin is combined with
 
-        def log(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None: ...
-
         def manual_backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None: ...
 
     # ------------------------------------------------------------------------------ building
@@ -391,18 +494,21 @@ class LossMixin:
             The criterion, also stored as `self.criterion`.
 
         Raises:
-            ValueError: the module declares `accepted_input_kinds` and the criterion's
-                `input_kind` is not among them.
+            ValueError: the criterion's `input_kind` is not one the module takes (its
+                `accepted_input_kinds`, or the kind of its `criterion=` default).
         """
         module = build_criterion(criterion, **overrides)
-        accepted = type(self).accepted_input_kinds
+        cls = type(self)
+        accepted = cls.accepted_input_kinds
+        if accepted is None:
+            accepted = _inferred_input_kinds(cls)
         kind = getattr(type(module), "input_kind", None)
         if accepted is not None and kind is not None and kind not in accepted:
+            names = ", ".join(loss_names_of_kind(*accepted)) or "none registered"
             raise ValueError(
-                f"criterion {type(module).__name__} takes {kind!r} inputs, but "
-                f"{type(self).__name__} accepts only {tuple(accepted)} losses; choose a loss of "
-                "an accepted kind (each loss class declares its `input_kind`: "
-                "get_loss_class(name).input_kind)"
+                f"criterion {type(module).__name__} takes {kind!r} inputs, but {cls.__name__} "
+                f"takes {', '.join(repr(k) for k in accepted)} losses: {names} (or set "
+                f"{cls.__name__}.accepted_input_kinds, e.g. InputKind.ALL)"
             )
         self.criterion = module
         return module
@@ -516,7 +622,14 @@ class LossMixin:
         Raises:
             ValueError: an aux value that is not a scalar tensor.
         """
-        elements = self.criterion(*args, **kwargs)
+        try:
+            elements = self.criterion(*args, **kwargs)
+        except (TypeError, ValueError, RuntimeError) as err:
+            # Only on failure: a loss of another kind reports dtypes or missing arguments.
+            mismatch = _kind_mismatch(self.criterion, args, kwargs)
+            if not mismatch:
+                raise
+            raise ValueError(mismatch) from err
         if element_mask is None:
             element_mask = self._element_mask(args, kwargs)
         per_sample = self.per_sample_losses(elements, element_mask)
@@ -567,11 +680,44 @@ class LossMixin:
             "batch_size": batch_size,
             "sync_dist": not on_step,
         }
-        self.log(f"{stage}/loss", output.loss.detach(), prog_bar=True, **common)
+        entries = [(f"{stage}/loss", output.loss, {"prog_bar": True})]
         if output.aux and output.main is not None:
-            self.log(f"{stage}/loss_main", output.main.detach(), **common)
-        for name, value in output.aux.items():
-            self.log(f"{stage}/{name}", value.detach(), **common)
+            entries.append((f"{stage}/loss_main", output.main, {}))
+        entries += [(f"{stage}/{name}", value, {}) for name, value in output.aux.items()]
+        user_names = self.__dict__.get("_user_logged_names", ())
+        auto = self.__dict__.setdefault("_auto_logged", {})
+        fx = getattr(self, "_current_fx_name", None)
+        for name, value, extra in entries:
+            if name in user_names:
+                continue  # the module logs this name itself
+            super().log(name, value.detach(), **extra, **common)  # type: ignore[misc]
+            auto[name] = fx
+
+    def log(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
+        """`LightningModule.log`; a name that `compute_loss` logs becomes the module's own.
+
+        Logging a name that `compute_loss` logged in the same hook (`self.log("train/loss",
+        ...)` in `training_step`) makes it the module's own: this step's automatic entry is
+        dropped and `compute_loss` no longer logs that name, so the two do not clash (Lightning
+        refuses one name logged twice in one hook with different arguments).
+
+        Args:
+            name: the logged key.
+            value: the value.
+            *args: `LightningModule.log`'s positional arguments.
+            **kwargs: `LightningModule.log`'s keyword arguments.
+        """
+        auto = self.__dict__.get("_auto_logged", {})
+        fx = getattr(self, "_current_fx_name", None)
+        if fx is not None and auto.get(name) == fx:
+            self.__dict__.setdefault("_user_logged_names", set()).add(name)
+            del auto[name]
+            results = getattr(getattr(self, "_trainer", None), "_results", None)
+            if results is not None:
+                # Lightning's result collection keys an entry "{hook}.{name}" (a private API,
+                # covered by tests/mixins/test_loss_mixin.py).
+                results.pop(f"{fx}.{name}", None)
+        super().log(name, value, *args, **kwargs)  # type: ignore[misc]
 
     # ------------------------------------------------------------------------------ backward
     def _grad_scaler(self) -> Any | None:

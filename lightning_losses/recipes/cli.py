@@ -28,25 +28,183 @@ lightning-losses fit --model my_models.MyClassifier --data my_models.MyData   # 
   and keep their default schedule when only `--optimizer` is given. Your own modules get
   LightningCLI's standard behaviour.
 - **Subcommands**: `fit`, `validate`, `test` (no `predict`: the recipes have no predict step).
+- **Recipes**: `lightning-losses --help` lists the recipe configs (see `list_recipes`);
+  `lightning-losses --version` prints the version. An overlay given without its base config is
+  refused with a line naming the base(s) it goes on.
+- **Errors while the data is prepared or set up** (a missing file, a wrong column name, a
+  `block_size` the model cannot take, a missing extra) are one line too: the `prepare_data` /
+  `setup` / `*_dataloader` hooks of the DataModule, of the model and of the callbacks.
+- **Model and data hyperparameters of the same name** (`--model.vocab_size 512 --data.vocab_size
+  300`) may differ: the logger then receives the DataModule's under a `data/` prefix (Lightning
+  would refuse to merge them); `config.yaml` keeps both sections as given.
 
 `save_config_kwargs={"overwrite": True}` lets a second run reuse the same log directory.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from lightning.pytorch import LightningDataModule, LightningModule
-from lightning.pytorch.cli import LightningCLI
+from jsonargparse import DefaultHelpFormatter
+from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from torch import Tensor
 
 from lightning_losses.mixins.optimizers import OptimizerMixin
 
-__all__ = ["SUBCOMMANDS", "LossesCLI", "build_cli", "main"]
+__all__ = [
+    "SUBCOMMANDS",
+    "LossesCLI",
+    "build_cli",
+    "list_recipes",
+    "main",
+    "overlay_bases",
+    "recipes_dir",
+]
 
 SUBCOMMANDS = ("fit", "validate", "test")
 TRACEBACK_ENV = "LIGHTNING_LOSSES_TRACEBACK"
+OVERLAY_TAG = "# overlay-for:"
+"""First line of an overlay config, followed by the file names of the base configs it goes on."""
+DESCRIPTION = """\
+lightning-losses: train PyTorch Lightning modules with the lightning_losses catalog of losses
+and behaviour callbacks. A LightningCLI: the model and the data (a recipe's or your own module,
+found from the working directory) are chosen by class_path in a YAML config or on the command
+line; `--config` can be given more than once (a base config, then overlays).
+Your own module: lightning-losses fit --model my_models.MyModel --data my_models.MyData"""
+# Where the recipe YAMLs are looked for, in order: the working directory (a checkout or a copy
+# of the recipes), then next to the package (an editable install of the repository).
+_RECIPE_DIRS: tuple[Callable[[], Path], ...] = (
+    lambda: Path.cwd() / "recipes",
+    lambda: Path(__file__).resolve().parents[2] / "recipes",
+)
+# Lightning's functions that run the prepare/setup/dataloader hooks of the DataModule, the model
+# and the callbacks: an error raised under them is the configuration's or the files' fault.
+_SETUP_FRAMES = frozenset(
+    {"prepare_data", "_call_setup_hook", "_call_configure_model", "_request_dataloader"}
+)
+
+
+def recipes_dir() -> Path | None:
+    """The folder of the recipe configs (`recipes/` in the working directory or the repository).
+
+    Returns:
+        The first existing candidate folder, or `None`.
+    """
+    for candidate in _RECIPE_DIRS:
+        path = candidate()
+        if path.is_dir():
+            return path
+    return None
+
+
+def overlay_bases(config: str | os.PathLike[str]) -> list[str]:
+    """The base config file names an overlay config names on its first line (`[]`: a base).
+
+    Args:
+        config: a YAML config file.
+
+    Returns:
+        The names after `# overlay-for:`, or `[]` for a base config or an unreadable file.
+    """
+    try:
+        with open(config, encoding="utf-8") as f:
+            first = f.readline().strip()
+    except OSError:
+        return []
+    return first[len(OVERLAY_TAG) :].split() if first.startswith(OVERLAY_TAG) else []
+
+
+def list_recipes() -> list[str]:
+    """The recipe configs, as paths relative to the recipes folder (`nlp/grammar_llama.yaml`).
+
+    The one place the CLI's `--help` takes them from; empty when no recipes folder is found
+    (see `recipes_dir`).
+    """
+    root = recipes_dir()
+    if root is None:
+        return []
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.yaml"))
+
+
+def _recipes_epilog() -> str:
+    root = recipes_dir()
+    names = list_recipes()
+    if root is None or not names:
+        return "recipes: none found (run from the repository root to see recipes/)."
+    try:
+        shown = root.relative_to(Path.cwd())
+    except ValueError:
+        shown = root
+    lines = [f"recipes (in {shown}/; overlays go after a base config):"]
+    for name in names:
+        bases = overlay_bases(root / name)
+        lines.append(f"  {name}" + (f"   overlay on: {', '.join(bases)}" if bases else ""))
+    lines.append(f"example: lightning-losses fit --config {shown}/{names[0]}")
+    return "\n".join(lines)
+
+
+class _HelpFormatter(DefaultHelpFormatter):
+    """Keeps the line breaks of the description and the recipe list (argparse refills them)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return argparse.RawDescriptionHelpFormatter._fill_text(self, text, width, indent)
+
+
+def _config_values(args: list[str]) -> list[str]:
+    """The values of every `--config` / `-c` in a command line."""
+    found = []
+    for i, arg in enumerate(args):
+        if arg in ("--config", "-c") and i + 1 < len(args):
+            found.append(args[i + 1])
+        elif arg.startswith("--config="):
+            found.append(arg.split("=", 1)[1])
+    return found
+
+
+def _lone_overlay_message(args: list[str]) -> str | None:
+    """A message when every `--config` is an overlay and nothing else names a model."""
+    configs = _config_values(args)
+    if not configs or any(a == "--model" or a.startswith("--model=") for a in args):
+        return None
+    bases = [overlay_bases(c) for c in configs]
+    if not all(bases):
+        return None
+    overlay, names = configs[0], bases[0]
+    folder = os.path.dirname(overlay)
+    first = os.path.join(folder, names[0]) if names else "BASE.yaml"
+    return (
+        f"{overlay} is an overlay: it only adds to a base config ({', '.join(names)}); give the "
+        f"base first: lightning-losses fit --config {first} --config {overlay}"
+    )
+
+
+class _DataHyperparameters(Callback):
+    """Logs the DataModule's hyperparameters under `data/` when they clash with the model's."""
+
+    def __init__(self, hparams: dict[str, Any]) -> None:
+        self.data_hparams = hparams
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        for logger in trainer.loggers:
+            logger.log_hyperparams(self.data_hparams)
+
+
+def _differ(a: Any, b: Any) -> bool:
+    """Lightning's test for two hparams values that cannot share one logger key."""
+    if type(a) is not type(b):
+        return True
+    if isinstance(a, Tensor):
+        return a is not b
+    try:
+        return bool(a != b)
+    except Exception:  # e.g. containers of tensors: no single truth value
+        return True
 
 
 def _root_cause(err: BaseException) -> BaseException:
@@ -86,6 +244,42 @@ class LossesCLI(LightningCLI):
         self.one_line_errors = one_line_errors
         super().__init__(*args, **kwargs)
 
+    def _fail(self, err: BaseException) -> None:
+        """Re-raise `err`, or print it as one error line and exit 2 (`one_line_errors`)."""
+        if not self.one_line_errors or os.environ.get(TRACEBACK_ENV):
+            raise err
+        print(
+            f"lightning-losses: error: {_one_line(_root_cause(err))} "
+            f"(set {TRACEBACK_ENV}=1 for the traceback)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
+
+    def setup_parser(
+        self, add_subcommands: bool, main_kwargs: dict[str, Any], subparser_kwargs: dict[str, Any]
+    ) -> None:
+        """LightningCLI's parser with a description, the recipe list and `--version`."""
+        main_kwargs = {
+            "description": DESCRIPTION,
+            "epilog": _recipes_epilog(),
+            "formatter_class": _HelpFormatter,
+            **main_kwargs,
+        }
+        super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
+        from lightning_losses import __version__
+
+        self.parser.add_argument(
+            "--version", action="version", version=f"lightning-losses {__version__}"
+        )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Refuse an overlay given alone (naming its base) before LightningCLI parses."""
+        argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
+        message = _lone_overlay_message([str(a) for a in argv])
+        if message is not None:
+            self._fail(ValueError(message))
+        super().parse_arguments(parser, args)
+
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         """`fit`, `validate` and `test` with LightningCLI's skip sets (no `predict`)."""
@@ -115,14 +309,48 @@ class LossesCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except Exception as err:
-            if not self.one_line_errors or os.environ.get(TRACEBACK_ENV):
-                raise
-            print(
-                f"lightning-losses: error: {_one_line(_root_cause(err))} "
-                f"(set {TRACEBACK_ENV}=1 for the traceback)",
-                file=sys.stderr,
-            )
-            raise SystemExit(2) from None
+            self._fail(err)
+        self._separate_clashing_hparams()
+
+    def _separate_clashing_hparams(self) -> None:
+        # Lightning merges model and DataModule hparams into one flat dict for the logger and
+        # raises when a key has two values, though unequal values can be legal (the model's
+        # vocab_size >= the data's). Then the DataModule's are logged under `data/` instead.
+        model, data = self.model, self.datamodule
+        if data is None or not (model._log_hyperparams and data._log_hyperparams):
+            return
+        m_hp, d_hp = model.hparams_initial, data.hparams_initial
+        clash = [
+            k for k in m_hp.keys() & d_hp.keys() if k != "_class_path" and _differ(m_hp[k], d_hp[k])
+        ]
+        if not clash:
+            return
+        data._log_hyperparams = False
+        prefixed = {f"data/{k}": v for k, v in d_hp.items() if not k.startswith("_")}
+        # `Trainer.callbacks` is a property whose type stubs mypy does not see.
+        getattr(self.trainer, "callbacks").append(_DataHyperparameters(prefixed))  # noqa: B009
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except Exception as err:
+            if not _raised_in_setup(err):
+                raise  # an error while training keeps its traceback
+            self._fail(err)
+
+
+def _raised_in_setup(err: BaseException) -> bool:
+    """Whether `err` was raised while Lightning prepared or set up the data, model or callbacks.
+
+    Read from the traceback's frames (Lightning's `prepare_data`, `_call_setup_hook`,
+    `_call_configure_model` and `_request_dataloader`), so no hook is wrapped or replaced.
+    """
+    tb = err.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name in _SETUP_FRAMES:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def build_cli(

@@ -122,6 +122,7 @@ class ImageClassifier(OptimizerMixin, LossMixin, LightningModule):
         self.save_hyperparameters(
             ignore=["criterion"] if isinstance(criterion, nn.Module) else None
         )
+        self.lr, self.weight_decay = lr, weight_decay
         self.net = build_backbone(backbone, num_features, num_classes, hidden)
         self.configure_criterion(criterion)
         self.mixup: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None
@@ -171,6 +172,4 @@ class ImageClassifier(OptimizerMixin, LossMixin, LightningModule):
 
     def default_optimizer(self, params: Any) -> torch.optim.Optimizer:
         """AdamW with `lr` and `weight_decay` (replaced by `--optimizer` on the command line)."""
-        return torch.optim.AdamW(
-            params, lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
-        )
+        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)

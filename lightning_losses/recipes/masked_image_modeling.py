@@ -174,6 +174,8 @@ class MaskedImageModeling(OptimizerMixin, LossMixin, LightningModule):
             "mask_ratio", mask_ratio, low=0.0, high=1.0, high_inclusive=False
         )
         self.predictor_weight = check_number("predictor_weight", predictor_weight, low=0.0)
+        self.num_classes, self.probe_l2 = num_classes, probe_l2
+        self.lr, self.weight_decay = lr, weight_decay
         self.mae = MaskedAutoencoder(
             img_size=img_size,
             patch_size=patch_size,
@@ -284,8 +286,8 @@ class MaskedImageModeling(OptimizerMixin, LossMixin, LightningModule):
             labels[fit],
             feats[~fit],
             labels[~fit],
-            self.hparams["num_classes"],
-            l2=self.hparams["probe_l2"],
+            self.num_classes,
+            l2=self.probe_l2,
         )
         self.log(f"{stage}/probe_acc", acc, prog_bar=True)
 
@@ -323,7 +325,7 @@ class MaskedImageModeling(OptimizerMixin, LossMixin, LightningModule):
         """AdamW with MAE's betas (replaced by `--optimizer` on the command line)."""
         return torch.optim.AdamW(
             params,
-            lr=self.hparams["lr"],
+            lr=self.lr,
             betas=(0.9, 0.95),
-            weight_decay=self.hparams["weight_decay"],
+            weight_decay=self.weight_decay,
         )

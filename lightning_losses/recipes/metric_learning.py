@@ -186,9 +186,12 @@ class MetricLearningModule(OptimizerMixin, LossMixin, LightningModule):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__()
-        check_int("views", views, low=2)
-        check_number("noise_std", noise_std, low=0.0)
-        check_number("drop_prob", drop_prob, low=0.0, high=1.0, high_inclusive=False)
+        self.views = check_int("views", views, low=2)
+        self.noise_std = check_number("noise_std", noise_std, low=0.0)
+        self.drop_prob = check_number(
+            "drop_prob", drop_prob, low=0.0, high=1.0, high_inclusive=False
+        )
+        self.lr, self.weight_decay = lr, weight_decay
         self.save_hyperparameters(
             ignore=["criterion"] if isinstance(criterion, nn.Module) else None
         )
@@ -203,12 +206,12 @@ class MetricLearningModule(OptimizerMixin, LossMixin, LightningModule):
 
     def augment(self, x: Tensor) -> Tensor:
         """One random view: Gaussian noise, then each feature dropped with `drop_prob`."""
-        keep = (torch.rand_like(x) >= self.hparams["drop_prob"]).to(x.dtype)
-        return (x + self.hparams["noise_std"] * torch.randn_like(x)) * keep
+        keep = (torch.rand_like(x) >= self.drop_prob).to(x.dtype)
+        return (x + self.noise_std * torch.randn_like(x)) * keep
 
     def views_loss(self, x: Tensor, y: Tensor, stage: str = "train"):
         """Embed `views` augmented copies of the batch and hand them to the criterion."""
-        zs = [self(self.augment(x)) for _ in range(self.hparams["views"])]
+        zs = [self(self.augment(x)) for _ in range(self.views)]
         if self._mode == "stacked":
             return self.compute_loss(torch.stack(zs, 1), y, stage=stage)
         if self._mode == "paired":
@@ -238,6 +241,4 @@ class MetricLearningModule(OptimizerMixin, LossMixin, LightningModule):
     def default_optimizer(self, params: Any) -> torch.optim.Optimizer:
         """Adam with `lr` and `weight_decay` (replaced by `--optimizer` on the command line)."""
         # The parameters include the criterion's (temperature, class centres, ...).
-        return torch.optim.Adam(
-            params, lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
-        )
+        return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)

@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
@@ -327,6 +328,24 @@ class CausalLM(OptimizerMixin, LossMixin, LightningModule):
                 f"--data.block_size {block_size} exceeds the model's --model."
                 f"max_position_embeddings {max_pos}; lower --data.block_size or raise "
                 f"--model.max_position_embeddings to >= {block_size}"
+            )
+
+        if stage == "fit" and self._trainer is not None:
+            self._warn_no_validation(self.trainer)
+
+    @staticmethod
+    def _warn_no_validation(trainer: Any) -> None:
+        # `val_check_interval: 50` (steps) with `--trainer.max_steps 30` silently never validates,
+        # so no val/ppl and no checkpoint chosen on it.
+        interval, max_steps = trainer.val_check_interval, trainer.max_steps
+        if not isinstance(interval, int) or isinstance(interval, bool) or max_steps is None:
+            return
+        if 0 <= max_steps < interval and trainer.check_val_every_n_epoch is None:
+            rank_zero_warn(
+                f"max_steps={max_steps} is below val_check_interval={interval}: this run never "
+                "validates (no val/ppl, no checkpoint at a validation); lower "
+                "--trainer.val_check_interval or raise --trainer.max_steps",
+                category=UserWarning,
             )
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:

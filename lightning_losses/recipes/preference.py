@@ -173,7 +173,7 @@ class PreferenceLM(OptimizerMixin, LossMixin, LightningModule):
                 f"the data has {dm.vocab_size} tokens but the model's vocab_size is "
                 f"{self.vocab_size}; set --model.vocab_size >= {dm.vocab_size}"
             )
-        max_length = dm.hparams.get("max_length")
+        max_length = getattr(dm, "max_length", None)
         if isinstance(max_length, int) and max_length > self.max_position_embeddings:
             raise ValueError(
                 f"--data.max_length {max_length} exceeds --model.max_position_embeddings "

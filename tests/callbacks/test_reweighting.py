@@ -228,6 +228,24 @@ def test_warmup_is_uniform_then_reweights(tmp_path):
     torch.testing.assert_close(w, loss_weights(per))
 
 
+def test_a_run_shorter_than_the_burn_out_warns_once_naming_it(tmp_path):
+    cb = LossReweighting()  # burnout_steps=1000 by default
+    with pytest.warns(UserWarning, match=r"burnout_steps=1000\) never reweights.*max_steps=3"):
+        _trainer(tmp_path, [cb], max_steps=3, enable_checkpointing=False).fit(
+            TinyModel(), _loader()
+        )
+
+
+@pytest.mark.parametrize("burnout_steps,max_steps", [(2, 3), (0, 1), (5, -1)])
+def test_a_reachable_burn_out_does_not_warn(tmp_path, recwarn, burnout_steps, max_steps):
+    cb = LossReweighting(burnout_steps=burnout_steps)
+    kw = {"max_epochs": 1} if max_steps < 0 else {}
+    _trainer(tmp_path, [cb], max_steps=max_steps, enable_checkpointing=False, **kw).fit(
+        TinyModel(), _loader()
+    )
+    assert not [w for w in recwarn if "never reweights" in str(w.message)]
+
+
 def test_per_token_granularity():
     """LM per-token losses: with loss_granularity='element' every valid token is a sample."""
 

@@ -312,3 +312,14 @@ def test_datamodule_eval_batches_exclude_seen_items():
                 got_t |= {(u, i) for i in b["target"][row].nonzero().flatten().tolist()}
                 got_x |= {(u, i) for i in b["exclude"][row].nonzero().flatten().tolist()}
         assert got_t == target and got_x == excluded
+
+
+@pytest.mark.parametrize("flag", ["path", "train_path"])
+def test_a_missing_file_fails_when_the_module_is_built(tmp_path, flag):
+    with pytest.raises(FileNotFoundError, match=rf"--data\.{flag} '.*nope\.csv': no such file"):
+        InteractionDataModule(**{flag: str(tmp_path / "nope.csv")})
+    (tmp_path / "train.csv").write_text("user,item\n0,1\n")
+    with pytest.raises(FileNotFoundError, match=r"--data\.val_path '.*nope\.csv'"):
+        InteractionDataModule(
+            train_path=str(tmp_path / "train.csv"), val_path=str(tmp_path / "nope.csv")
+        )

@@ -198,3 +198,12 @@ def test_resumed_run_sees_the_same_batches_as_an_uninterrupted_one(tmp_path):
     assert first == full[:per_epoch]
     assert resumed == full[per_epoch:]  # epochs 1 and 2, not a replay of epoch 0
     assert full[:per_epoch] != full[per_epoch : 2 * per_epoch]  # epochs really differ
+
+
+@pytest.mark.parametrize("flag", ["path", "val_path"])
+def test_a_missing_file_fails_when_the_module_is_built(tmp_path, flag):
+    kwargs = {flag: str(tmp_path / "nope.txt")}
+    if flag == "val_path":
+        kwargs["val_fraction"] = 0.0
+    with pytest.raises(FileNotFoundError, match=rf"--data\.{flag} '.*nope\.txt': no such file"):
+        TextDataModule(**kwargs)

@@ -8,6 +8,7 @@ from lightning.pytorch import LightningModule
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import lightning_losses
 import lightning_losses.mixins.loss as mixin_module
 from lightning_losses.callbacks.base import BehaviourCallback
 from lightning_losses.functional import cross_entropy
@@ -176,7 +177,108 @@ def test_capability_check_rejects_a_loss_of_another_kind():
         Classifier("bpr")
     Ranker("bpr")
     Ranker(nn.CrossEntropyLoss())  # a torch loss declares no kind: accepted
-    Model("bpr")  # accepted_input_kinds = None accepts all
+
+    class AnyLoss(Model):
+        accepted_input_kinds = InputKind.ALL
+
+    AnyLoss("bpr")
+
+
+class NoDefault(LossMixin, LightningModule):
+    def __init__(self, criterion):
+        super().__init__()
+        self.configure_criterion(criterion)
+
+
+def test_input_kind_is_importable_from_the_top_level():
+    from lightning_losses import InputKind as TopLevel
+
+    assert TopLevel is InputKind and TopLevel.CLASSIFICATION == "classification"
+
+
+def test_input_kind_is_inferred_from_the_criterion_default_without_opting_in():
+    # Model(criterion="cross_entropy") calls its criterion on logits and class indices.
+    classification = mixin_module.loss_names_of_kind(InputKind.CLASSIFICATION)
+    for name, kind in [("supcon", "embeddings"), ("bpr", "ranking"), ("dpo", "preference")]:
+        with pytest.raises(ValueError, match=rf"takes '{kind}' inputs, but Model takes") as exc:
+            Model(name)
+        message = str(exc.value)
+        assert all(n in message for n in classification), message  # the accepted names
+        assert "get_loss_class" not in message  # names, not a Python snippet
+    # Losses called alike (logits at dim 1 and class indices) stay accepted.
+    Model("focal")
+    Model("z_loss")
+    Model({"name": "poly", "epsilon": 1.0})
+    # Without a default nothing is inferred: every kind is accepted when the module is built.
+    NoDefault("bpr")
+    assert mixin_module._inferred_input_kinds(NoDefault) is None
+    assert mixin_module.loss_names_of_kind("preference") == sorted(
+        n
+        for n in lightning_losses.list_losses()
+        if lightning_losses.get_loss_class(n).input_kind == "preference"
+    )
+
+
+@pytest.mark.parametrize("name,kind", [("bpr", "ranking"), ("dpo", "preference")])
+def test_a_call_with_inputs_of_another_kind_names_the_kind(name, kind):
+    x, y = _data()
+    with pytest.raises(ValueError, match=rf"'{name}' .* takes '{kind}' inputs") as exc:
+        NoDefault(name).compute_loss(x[:, :3], y)
+    message = str(exc.value)
+    assert "int64[8]" in message and "looks like logits and class indices" in message
+    assert "cross_entropy" in message and "focal" in message
+    # A call of the right kind is untouched, and a real error of the right kind is not renamed.
+    out = NoDefault("bpr").compute_loss(torch.randn(8), torch.randn(8, 3))
+    assert out.per_sample.shape == (8,)
+    with pytest.raises(ValueError) as exc:
+        NoDefault("cross_entropy").compute_loss(torch.randn(8, 3), torch.full((8,), 5))
+    assert "inputs (" not in str(exc.value)
+
+
+class OwnLogging(Model):
+    """A user's module that logs `train/loss` itself, as Lightning's docs show."""
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        out = self.compute_loss(self(x), y)
+        self.log("train/loss", out.loss)  # defaults: on_step only, no progress bar
+        self.log("train/own", 2 * out.loss)
+        return out.loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        out = self.compute_loss(self(x), y, stage="val")
+        self.log("val/loss", out.loss, on_epoch=True)
+
+
+def test_own_log_of_train_loss_coexists_with_compute_loss(tmp_path):
+    x, y = _data(16)
+    loader = DataLoader(TensorDataset(x, y), batch_size=4)
+    model = OwnLogging()
+    trainer = quiet_trainer(
+        max_steps=3,
+        limit_val_batches=2,
+        val_check_interval=2,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, loader, loader)
+    metrics = trainer.logged_metrics
+    # The module's own entry (on_step only) replaced the automatic one (step + epoch).
+    assert "train/loss" in metrics and "train/loss_step" not in metrics
+    assert "train/loss_epoch" not in trainer.callback_metrics
+    torch.testing.assert_close(metrics["train/own"], 2 * metrics["train/loss"])
+    assert "val/loss" in trainer.callback_metrics
+    assert model._user_logged_names == {"train/loss", "val/loss"}
+
+
+def test_compute_loss_keeps_logging_when_the_module_logs_other_names(tmp_path):
+    x, y = _data(16)
+    model = Model()
+    trainer = quiet_trainer(max_steps=2, enable_checkpointing=False, default_root_dir=tmp_path)
+    trainer.fit(model, DataLoader(TensorDataset(x, y), batch_size=4))
+    assert {"train/loss_step", "train/loss_epoch"} <= set(trainer.callback_metrics)
+    assert "_user_logged_names" not in model.__dict__
 
 
 def test_weighted_reduction_and_gradients_match_hand_computation():

@@ -202,3 +202,31 @@ def test_vocab_too_small_fails_at_setup(tmp_path):
                 str(tmp_path),
             ]
         )
+
+
+@pytest.mark.parametrize(
+    "max_steps,interval,per_epoch,warns",
+    [
+        (30, 50, None, True),
+        (50, 50, None, False),
+        (-1, 50, None, False),
+        (30, 0.5, 1, False),
+        (30, 50, 1, False),
+    ],
+)
+def test_a_run_that_cannot_reach_validation_warns_naming_the_setting(
+    max_steps, interval, per_epoch, warns, recwarn
+):
+    trainer = quiet_trainer(
+        max_steps=max_steps, val_check_interval=interval, check_val_every_n_epoch=per_epoch
+    )
+    CausalLM._warn_no_validation(trainer)
+    messages = [str(w.message) for w in recwarn if "never validates" in str(w.message)]
+    if warns:
+        assert messages == [
+            f"max_steps={max_steps} is below val_check_interval={interval}: this run never "
+            "validates (no val/ppl, no checkpoint at a validation); lower "
+            "--trainer.val_check_interval or raise --trainer.max_steps"
+        ]
+    else:
+        assert not messages

@@ -96,7 +96,9 @@ def test_step_uses_policy_and_frozen_reference_for_every_preference_loss():
 
 
 def test_wrong_kind_of_criterion_and_too_small_vocabulary_fail_early(tmp_path):
-    with pytest.raises(ValueError, match="accepts only"):
+    with pytest.raises(
+        ValueError, match=r"PreferenceLM takes .preference. losses: conservative_dpo, dpo, ipo"
+    ):
         PreferenceLM(criterion="cross_entropy", vocab_size=32, hidden_size=16, num_heads=2)
     model = PreferenceLM(vocab_size=32, hidden_size=16, num_layers=1, num_heads=2)
     dm = PreferenceDataModule(num_pairs=16, num_val_pairs=4, batch_size=4)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import LightningDataModule
@@ -62,6 +63,7 @@ class InteractionDataModule(LightningDataModule):
     Raises:
         ValueError: a bad option, a synthetic option together with a file, or `path` together
             with `train_path`; messages name the `--data.*` flag.
+        FileNotFoundError: a given file does not exist (checked when the module is built).
 
     Example:
         >>> from lightning_losses.data import InteractionDataModule
@@ -147,29 +149,32 @@ class InteractionDataModule(LightningDataModule):
             raise ValueError("--data.noise_col needs a file (--data.path or --data.train_path)")
         if noise_rate is not None:
             check_number("--data.noise_rate", noise_rate, low=0.0, high=1.0, high_inclusive=False)
+        for flag, file in (
+            ("--data.path", path),
+            ("--data.train_path", train_path),
+            ("--data.val_path", val_path),
+            ("--data.test_path", test_path),
+        ):
+            if file is not None and not Path(file).is_file():
+                # At construction, not in setup: the CLI reports it before any work starts.
+                raise FileNotFoundError(f"{flag} {str(file)!r}: no such file")
         self.save_hyperparameters()
         # What `setup` loads: the generator's options (unset ones keep its defaults) or the
         # loader's arguments.
         self._synthetic_options: dict[str, Any] | None = (
             None if from_file else {k: v for k, v in synthetic.items() if v is not None}
         )
-        self._file_options: dict[str, Any] = {
-            "path": path,
-            "train_path": train_path,
-            "val_path": val_path,
-            "test_path": test_path,
-            "user_col": user_col,
-            "item_col": item_col,
-            "rating_col": rating_col,
-            "timestamp_col": timestamp_col,
-            "noise_col": noise_col,
-            "sep": sep,
-            "split": split,
-            "rating_threshold": rating_threshold,
-            "test_fraction": test_fraction,
-            "val_fraction": val_fraction,
-            "drop_sparse_users": drop_sparse_users,
-        }
+        self.path, self.train_path, self.val_path, self.test_path = (
+            path,
+            train_path,
+            val_path,
+            test_path,
+        )
+        self.user_col, self.item_col, self.rating_col = user_col, item_col, rating_col
+        self.timestamp_col, self.noise_col, self.sep = timestamp_col, noise_col, sep
+        self.split, self.rating_threshold = split, rating_threshold
+        self.test_fraction, self.val_fraction = test_fraction, val_fraction
+        self.drop_sparse_users = drop_sparse_users
         self.batch_size, self.pool_size, self.num_negatives = batch_size, pool_size, num_negatives
         self.eval_batch_size, self.seed = eval_batch_size, seed
         self.data: InteractionData | None = None
@@ -181,7 +186,24 @@ class InteractionDataModule(LightningDataModule):
             if self._synthetic_options is not None:
                 self.data = synthetic_interactions(**self._synthetic_options, seed=self.seed)
             else:
-                self.data = load_interactions(**self._file_options, seed=self.seed)
+                self.data = load_interactions(
+                    path=self.path,
+                    train_path=self.train_path,
+                    val_path=self.val_path,
+                    test_path=self.test_path,
+                    user_col=self.user_col,
+                    item_col=self.item_col,
+                    rating_col=self.rating_col,
+                    timestamp_col=self.timestamp_col,
+                    noise_col=self.noise_col,
+                    sep=self.sep,
+                    split=self.split,
+                    rating_threshold=self.rating_threshold,
+                    test_fraction=self.test_fraction,
+                    val_fraction=self.val_fraction,
+                    drop_sparse_users=self.drop_sparse_users,
+                    seed=self.seed,
+                )
         return self.data
 
     def setup(self, stage: str | None = None) -> None:
