@@ -34,6 +34,7 @@ PUBLIC_MODULES = (
     lightning_losses.registry,
 )
 ENTRY_POINTS = {
+    "InputKind",
     "LossMixin",
     "LossOutput",
     "__version__",
