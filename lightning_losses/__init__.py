@@ -28,7 +28,6 @@ from lightning_losses.registry import get_loss, get_loss_class, list_losses, reg
 # `InputKind` is importable here for user modules (`from lightning_losses import InputKind`); its
 # documented home stays `lightning_losses.losses.InputKind`.
 __all__ = [
-    "InputKind",
     "LossMixin",
     "LossOutput",
     "__version__",

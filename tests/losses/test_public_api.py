@@ -34,7 +34,6 @@ PUBLIC_MODULES = (
     lightning_losses.registry,
 )
 ENTRY_POINTS = {
-    "InputKind",
     "LossMixin",
     "LossOutput",
     "__version__",
