@@ -141,6 +141,25 @@ def _reweighting_toy(r: dict, mod: ModuleType) -> None:
         assert [row["strategy"] for row in per_lr["rows"]] == list(mod.STRATEGIES)
 
 
+def _quantile_regression(r: dict, mod: ModuleType) -> None:
+    assert set(r) == {"meta", "summary", "runs"}
+    assert [row["variant"] for row in r["summary"]] == list(mod.VARIANTS)
+    for row in r["summary"]:
+        assert {"pinball", "coverage_80", "crossing_rate", "interval_width"} <= set(row)
+        assert 0.0 <= row["coverage_80"]["mean"] <= 1.0
+        if row["variant"] in ("sort", "increments"):
+            assert row["crossing_rate"]["max"] == 0.0  # non-crossing by construction
+
+
+def _robust_regression(r: dict, mod: ModuleType) -> None:
+    assert set(r) == {"meta", "summary", "runs"}
+    assert {(s["rate"], s["loss"]) for s in r["summary"]} == {
+        (rate, loss) for rate in mod.SMOKE["rates"] for loss in mod.LOSSES
+    }
+    for s in r["summary"]:
+        assert 0 <= s["mean"] < float("inf")
+
+
 CHECKS: dict[str, Callable[[dict, ModuleType], None]] = {
     "bloop": _bloop,
     "gpu_readiness": _gpu_readiness,
@@ -151,8 +170,10 @@ CHECKS: dict[str, Callable[[dict, ModuleType], None]] = {
     "moe_balancing": _moe_balancing,
     "noisy_labels": _noisy_labels,
     "pld": _pld,
+    "quantile_regression": _quantile_regression,
     "reweighting": _reweighting,
     "reweighting_toy": _reweighting_toy,
+    "robust_regression": _robust_regression,
 }
 NO_FIGURE = {"gpu_readiness", "losses_speed", "reweighting_toy"}
 
