@@ -102,6 +102,14 @@ def _moe_balancing(r: dict, mod: ModuleType) -> None:
         assert len(arm["val_ppl"]) == 1
 
 
+def _multi_task(r: dict, mod: ModuleType) -> None:
+    assert set(r) == {"meta", "toy", "digits", "callback_gap", "cost"}
+    assert set(r["toy"]) == set(mod.METHODS) == set(r["digits"])
+    assert r["callback_gap"] < 1e-4  # the callback equals the plain-PyTorch loop
+    assert r["cost"]["direction_gap"] < 1e-4  # the same direction as torchjd
+    assert r["cost"]["ours_ms"] > 0 and r["cost"]["torchjd_ms"] > 0
+
+
 def _noisy_labels(r: dict, mod: ModuleType) -> None:
     assert set(r) == {"meta", "results"}
     assert list(r["results"]) == [label for label, _, _ in mod.LOSSES]
@@ -168,6 +176,7 @@ CHECKS: dict[str, Callable[[dict, ModuleType], None]] = {
     "losses_speed": _losses_speed,
     "metric_learning": _metric_learning,
     "moe_balancing": _moe_balancing,
+    "multi_task": _multi_task,
     "noisy_labels": _noisy_labels,
     "pld": _pld,
     "quantile_regression": _quantile_regression,
