@@ -87,6 +87,17 @@ def _losses_speed(r: dict, mod: ModuleType) -> None:
         assert {"ours_ms", "peer_ms", "time_ratio", "saved_ratio", "value_abs_diff"} <= set(row)
 
 
+def _macro_auc(r: dict, mod: ModuleType) -> None:
+    assert set(r) == {"meta", "summary", "runs"}
+    assert set(r["summary"]) == set(mod.LOSSES)
+    for s in r["summary"].values():
+        for key in ("test_macro_auroc", "test_rare_auroc"):
+            assert 0.0 <= s[key]["mean"] <= 1.0
+    assert len(r["runs"]) == len(mod.LOSSES)
+    for row in r["runs"]:
+        assert {"lr", "weight_decay", "val_macro_auroc"} <= set(row)
+
+
 def _metric_learning(r: dict, mod: ModuleType) -> None:
     assert set(r) == {"meta", "rows"}
     assert [row["method"] for row in r["rows"]] == list(mod.METHODS)
@@ -174,6 +185,7 @@ CHECKS: dict[str, Callable[[dict, ModuleType], None]] = {
     "hpm": _hpm,
     "lm_memory": _lm_memory,
     "losses_speed": _losses_speed,
+    "macro_auc": _macro_auc,
     "metric_learning": _metric_learning,
     "moe_balancing": _moe_balancing,
     "multi_task": _multi_task,
