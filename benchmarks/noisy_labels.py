@@ -8,13 +8,15 @@ seeds. Metrics on the clean test split: accuracy and expected calibration error 
 ``MulticlassCalibrationError``, 15 bins, L1).
 
 Run: ``python benchmarks/noisy_labels.py`` (≈ 3 min on an idle CPU core). Writes
-``benchmarks/results/noisy_labels.{json,md}`` and ``docs/assets/noisy_labels.png``; ``--smoke
---out DIR``: every loss and noise setting for one epoch, everything in ``DIR`` (see
-``benchmarks/_common.py``). Guide: ``docs/guide/noisy_labels.md``.
+``benchmarks/results/noisy_labels.{json,md}``, ``docs/assets/noisy_labels.png`` (a row per loss
+family) and ``docs/assets/noisy_labels_asymmetric.png``; ``--replot`` only redraws the figures
+from the stored JSON; ``--smoke --out DIR``: every loss and noise setting for one epoch,
+everything in ``DIR`` (see ``benchmarks/_common.py``). Guide: ``docs/guide/noisy_labels.md``.
 """
 
 from __future__ import annotations
 
+import json
 import platform
 import statistics
 import time
@@ -149,45 +151,74 @@ def markdown(results: dict, meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Families for the figure: one row of panels per family (CE drawn in each as the reference), so no
+# panel holds more than 5 series. A loss in no family goes to a last "other" panel.
+PLOT_GROUPS: dict[str, list[str]] = {
+    "CE variants": ["LabelSmoothing(0.1)", "Poly-1(ε=1)", "Squentropy"],
+    "Calibration-minded": ["Focal(γ=2)", "DualFocal(γ=5)", "Encouraging(0.75)"],
+    "Bounded / symmetric": ["GCE(q=0.7)", "CompSum(τ=1.5)", "SCE(0.1,1)", "MAE", "RCE"],
+    "Normalised, active-passive": ["NCE", "NFL(γ=0.5)", "NCE+RCE", "NCE+MAE", "NFL+RCE"],
+}
+
+
+def asymmetric_path(path: Path) -> Path:
+    """Where `plot` puts the asymmetric-noise bar chart, next to the main figure."""
+    return path.with_name(f"{path.stem}_asymmetric{path.suffix}")
+
+
 def plot(results: dict, path: Path, n_seeds: int) -> None:
+    """Accuracy and ECE against symmetric noise, a row per loss family (`path`), and the
+    40 % asymmetric accuracies as bars (`asymmetric_path(path)`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    groups = {g: [lbl for lbl in labels if lbl in results] for g, labels in PLOT_GROUPS.items()}
+    grouped = {lbl for labels in groups.values() for lbl in labels}
+    other = [lbl for lbl in results if lbl != "CE" and lbl not in grouped]
+    if other:
+        groups["Other"] = other
+    groups = {g: labels for g, labels in groups.items() if labels}
     sym = [(k, r) for k, r in SETTINGS if k == "symmetric"]
     rates = [100 * r for _, r in sym]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 5.2), gridspec_kw={"width_ratios": [2, 2, 1.4]})
-    cmap = plt.get_cmap("tab20")
-    for i, label in enumerate(results):
-        style = {
-            "color": cmap(i % 20),
-            "marker": "o",
-            "lw": 2.4 if label == "CE" else 1.3,
-            "ls": "-" if i < 12 else "--",
-        }
-        acc = [100 * results[label][f"{k} {int(r * 100)}%"]["test_acc"]["mean"] for k, r in sym]
-        ece = [100 * results[label][f"{k} {int(r * 100)}%"]["test_ece"]["mean"] for k, r in sym]
-        axes[0].plot(rates, acc, label=label, **style)
-        axes[1].plot(rates, ece, label=label, **style)
-    asym = {lbl: 100 * results[lbl]["asymmetric 40%"]["test_acc"]["mean"] for lbl in results}
-    order = sorted(asym, key=asym.get)
-    axes[2].barh(
-        order, [asym[o] for o in order], color=[cmap(list(results).index(o) % 20) for o in order]
+
+    def curve(label: str, metric: str) -> list[float]:
+        return [100 * results[label][f"{k} {int(r * 100)}%"][metric]["mean"] for k, r in sym]
+
+    # A row per family (accuracy left, ECE right): panels stay legible at the docs' column width.
+    fig, axes = plt.subplots(
+        len(groups), 2, figsize=(10, 3.1 * len(groups) + 0.6), sharex=True, squeeze=False
     )
-    axes[2].set_xlim(min(asym.values()) - 5, 100)
-    axes[0].set(
-        xlabel="symmetric label noise (%)", ylabel="clean test accuracy (%)", title="Accuracy"
-    )
-    axes[1].set(xlabel="symmetric label noise (%)", ylabel="ECE (%)", title="Calibration error")
-    axes[2].set(xlabel="clean test accuracy (%)", title="40% asymmetric (c→c+1)")
-    axes[2].tick_params(axis="y", labelsize=8)
-    axes[0].legend(fontsize=7, ncol=2)
-    for ax in axes[:2]:
-        ax.grid(alpha=0.3)
-    fig.suptitle(f"Digits MLP under label noise (mean of {n_seeds} seeds)")
+    colors = plt.get_cmap("tab10")
+    for row, (group, labels) in enumerate(groups.items()):
+        for col, metric in enumerate(("test_acc", "test_ece")):
+            ax = axes[row][col]
+            if "CE" in results:
+                ax.plot(rates, curve("CE", metric), color="0.35", ls="--", lw=2, label="CE")
+            for i, label in enumerate(labels):
+                ax.plot(rates, curve(label, metric), color=colors(i), marker="o", label=label)
+            ax.grid(alpha=0.3)
+        axes[row][0].set_ylabel(f"{group}\nclean test accuracy (%)")
+        axes[row][1].set_ylabel("ECE (%, lower is better)")
+        axes[row][0].legend(fontsize=8, loc="lower left")
+    for col in range(2):
+        axes[-1][col].set_xlabel("symmetric label noise (%)")
+    axes[0][0].set_title("Accuracy")
+    axes[0][1].set_title("Calibration error")
+    fig.suptitle(f"Digits MLP under symmetric label noise (mean of {n_seeds} seeds)")
     fig.tight_layout()
     _common.save_figure(fig, path, dpi=110)
+
+    asym = {lbl: 100 * results[lbl]["asymmetric 40%"]["test_acc"]["mean"] for lbl in results}
+    order = sorted(asym, key=asym.get)
+    fig, ax = plt.subplots(figsize=(7, 0.32 * len(order) + 1.2))
+    ax.barh(order, [asym[o] for o in order], color=["0.35" if o == "CE" else "C0" for o in order])
+    ax.set_xlim(min(asym.values()) - 5, 100)
+    ax.set(xlabel="clean test accuracy (%)", title="40 % asymmetric noise (c → c+1)")
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    _common.save_figure(fig, asymmetric_path(path), dpi=110)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -198,7 +229,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--losses", nargs="*", default=None, help="subset of loss labels")
+    parser.add_argument(
+        "--replot", action="store_true", help="only redraw the figures from the results JSON"
+    )
     args = _common.parse(parser, argv)
+    if args.replot:  # the figures from the stored numbers, without the minutes of training
+        stored = json.loads(_common.output(args, ".json").read_text(encoding="utf-8"))
+        plot(stored["results"], args.plot, len(stored["meta"]["seeds"]))
+        return
     if args.smoke:  # every loss and noise setting, one epoch of a narrow MLP
         args.seeds, args.epochs, args.hidden, args.batch_size = [0], 1, 16, 256
     # One thread: a 64-256-256-10 MLP gains nothing from intra-op threads, and on a loaded

@@ -132,3 +132,43 @@ def test_math_is_left_for_the_bundled_katex(site):
     assert "assets/katex/katex.min.js" in html and "assets/katex/katex.min.css" in html
     api = (site / "api" / "losses" / "index.html").read_text(encoding="utf-8")
     assert 'class="arithmatex"' in api, "no math found in the losses API page"
+
+
+@pytest.mark.slow
+def test_every_loss_class_names_its_registry_name(site):
+    from lightning_losses.registry import registered_losses
+
+    html = (site / "api" / "losses" / "index.html").read_text(encoding="utf-8")
+    missing = [
+        cls.__name__
+        for name, cls in registered_losses().items()
+        # documented on the page (test_docs_api.py checks that every public class is) ...
+        if f'id="lightning_losses.losses.{cls.__name__}"' in html
+        # ... and its entry says which name builds it (docs/_ext/registry_names.py)
+        and f"registry name <code>{name}</code>" not in html
+    ]
+    assert not missing, f"no registry-name line for {missing}"
+
+
+@pytest.mark.slow
+def test_figures_are_links_to_the_full_size_image_and_the_layout_css_is_loaded(site):
+    bare, pages = [], 0
+    for page in sorted(site.rglob("index.html")):
+        html = page.read_text(encoding="utf-8")
+        bare += [f"{page.parent.relative_to(site)}" for _ in re.findall(r"<p>\s*<img\b", html)]
+        pages += "assets/stylesheets/extra.css" in html
+    assert not bare, f"figures without a link to the full-size image: {bare}"
+    assert pages == len(list(site.rglob("index.html")))
+    css = (site / "assets" / "stylesheets" / "extra.css").read_text(encoding="utf-8")
+    assert re.search(r"\.md-grid\s*\{\s*max-width:\s*100rem", css), "content column not widened"
+    assert "overflow-x: auto" in css, "long display math must scroll, not be clipped"
+
+
+@pytest.mark.slow
+def test_catalog_formulas_are_math_not_code(site):
+    for family in ("classification", "contrastive", "metric", "language", "preference"):
+        html = (site / "catalog" / family / "index.html").read_text(encoding="utf-8")
+        assert 'class="arithmatex"' in html, f"catalog/{family}: no KaTeX math"
+        # a formula in a code span: a Greek letter or a sum/minus sign inside <code>
+        code_math = re.findall(r"<code>[^<]*[Σ∑−][^<]*</code>", html)
+        assert not code_math, f"catalog/{family}: formulas rendered as code {code_math[:3]}"

@@ -7,7 +7,9 @@ best validation accuracy** (what the image-classification recipe's
 `ModelCheckpoint(monitor="val/acc", mode="max")` keeps), next to the test accuracy of the last
 epoch. Under label noise the two differ: CE peaks early, then memorises the wrong labels. The
 validation-accuracy curves go to `outputs/demo_curves.png`, all numbers to
-`outputs/demo_results.json`. Runs in about a minute on 2 CPU cores, offline.
+`outputs/demo_results.json`, the table is printed. It prints a line before each run and every
+`--report-every` epochs, so a long run is never silent. Offline; measured 145 s in total for the
+default 60 epochs on 2 shared CPU cores.
 
 A script over the image-classification recipe, not a recipe itself: it is the one module of
 `lightning_losses.recipes` that imports another
@@ -17,6 +19,7 @@ Usage:
 
 ```bash
 python -m lightning_losses.recipes.demo [--epochs 60] [--noise 0.4] [--out outputs]
+python -m lightning_losses.recipes.demo --report-every 0  # no per-epoch lines, only the table
 ```
 """
 
@@ -58,10 +61,27 @@ class _History(Callback):
             self.val_acc.append(float(trainer.callback_metrics["val/acc"]))
 
 
+class _Progress(Callback):
+    """Prints the epoch and validation accuracy every `every` epochs (0 = never)."""
+
+    def __init__(self, every: int, epochs: int) -> None:
+        self.every, self.epochs = every, epochs
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        epoch = trainer.current_epoch + 1
+        if trainer.sanity_checking or not self.every:
+            return
+        if epoch % self.every == 0 or epoch == self.epochs:
+            acc = float(trainer.callback_metrics["val/acc"])
+            print(f"    epoch {epoch:>3}/{self.epochs}  val acc {acc:.3f}", flush=True)
+
+
 __all__ = ["main", "plot_curves", "run_one"]
 
 
-def run_one(criterion: Any, *, epochs: int, noise: float, seed: int) -> dict[str, Any]:
+def run_one(
+    criterion: Any, *, epochs: int, noise: float, seed: int, report_every: int = 0
+) -> dict[str, Any]:
     """Train one criterion; test the best-validation checkpoint and the last epoch.
 
     Args:
@@ -69,6 +89,7 @@ def run_one(criterion: Any, *, epochs: int, noise: float, seed: int) -> dict[str
         epochs: training epochs.
         noise: symmetric label-noise rate of the training labels.
         seed: data, noise and initialisation seed.
+        report_every: print the validation accuracy every this many epochs (0 = silent).
 
     Returns:
         `test_acc` / `test_ece` of the checkpoint with the best `val/acc`, `best_epoch`
@@ -87,7 +108,7 @@ def run_one(criterion: Any, *, epochs: int, noise: float, seed: int) -> dict[str
             logger=False,
             enable_progress_bar=False,
             enable_model_summary=False,
-            callbacks=[history, best],
+            callbacks=[history, best, _Progress(report_every, epochs)],
             deterministic=True,
         )
         trainer.fit(model, datamodule=data)
@@ -155,6 +176,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     parser.add_argument("--noise", type=float, default=0.4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("outputs"))
+    parser.add_argument(
+        "--report-every", type=int, default=10, help="print val acc every N epochs (0: never)"
+    )
     args = parser.parse_args(argv)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
@@ -162,8 +186,20 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
 
     start = time.perf_counter()
     results = {}
-    for name, criterion in CRITERIA.items():
-        results[name] = run_one(criterion, epochs=args.epochs, noise=args.noise, seed=args.seed)
+    print(
+        f"Training an MLP on digits ({args.noise:.0%} noisy training labels) with "
+        f"{len(CRITERIA)} criteria, {args.epochs} epochs each:",
+        flush=True,
+    )
+    for i, (name, criterion) in enumerate(CRITERIA.items(), 1):
+        print(f"  [{i}/{len(CRITERIA)}] {name}", flush=True)
+        results[name] = run_one(
+            criterion,
+            epochs=args.epochs,
+            noise=args.noise,
+            seed=args.seed,
+            report_every=args.report_every,
+        )
         res = results[name]
         print(
             f"  trained {name:<16} test acc {res['test_acc']:.3f} (best val, epoch "
@@ -191,7 +227,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
             f"{res['best_epoch'] + 1:>12d}"
             f"{res['last_test_acc']:>10.3f}{res['last_test_ece']:>10.3f}"
         )
-    print(f"\ncurves: {args.out / 'demo_curves.png'}  ({elapsed:.0f} s)")
+    print(f"\ncurves: {args.out / 'demo_curves.png'}, numbers: {args.out / 'demo_results.json'}")
+    print(f"({elapsed:.0f} s)")
     return results
 
 
