@@ -57,10 +57,13 @@ class Case:
     # "index" [B] | "index_ignored" [B] with 10 % ignore_index | "soft" [B, C] | "binary" [B, C]
     # | "ranking": inputs (pos_score [B], neg_score [B, K]) and no target
     # | "views": inputs (z1 [B, D], z2 [B, D]), no target | "views_labels": features [B, 2, D] +
-    # labels [B] | "emb_labels": embeddings [B, D] + labels [B] (embedding rows: --emb-batch/-dim).
+    # labels [B] | "emb_labels": embeddings [B, D] + labels [B] (embedding rows: --emb-batch/-dim)
+    # | "dense": logits `dense_shape` [N, C, *] + class indices [N, *] (segmentation rows).
     target: str = "index"
     negatives: int = 0  # K of a "ranking" case; 0 means 1-D neg_score [B] (RecBole's BPR call)
     batch: int = 0  # this row's B when it cannot run at the common one (0: the common B)
+    # "dense" rows: logits of this shape [N, C, *spatial] and class indices [N, *spatial]
+    dense_shape: tuple[int, ...] = ()
 
 
 def registered(name: str) -> Callable[..., Tensor]:
@@ -256,6 +259,42 @@ def pml_cases() -> list[Case]:
     return cases
 
 
+SEG_SHAPES = ((8, 4, 64, 64, 64), (16, 21, 128, 128))
+
+
+def segmentation_cases() -> list[Case]:
+    """Dice, DiceCE, DiceFocal, Tversky vs MONAI on class-index targets (MONAI: `[N, 1, *]`
+    with `to_onehot_y=True`, how its users pass labels), softmax on both sides."""
+    import monai.losses as ml
+
+    peers = {
+        "dice": ml.DiceLoss(softmax=True, to_onehot_y=True),
+        "dice_ce": ml.DiceCELoss(softmax=True, to_onehot_y=True),
+        "dice_focal": ml.DiceFocalLoss(softmax=True, to_onehot_y=True),
+        "tversky": ml.TverskyLoss(softmax=True, to_onehot_y=True, alpha=0.3, beta=0.7),
+    }
+    kwargs: dict[str, dict] = {"tversky": {"alpha": 0.3, "beta": 0.7}}
+
+    def ours_fn(name: str) -> Callable[[Tensor, Tensor], Tensor]:
+        return lambda z, y: registered(name)(z, y, softmax=True, **kwargs.get(name, {}))
+
+    def peer_fn(name: str) -> Callable[[Tensor, Tensor], Tensor]:
+        return lambda z, y: peers[name](z, y[:, None])
+
+    return [
+        Case(
+            f"segmentation: {name} {'×'.join(map(str, shape))}",
+            ours_fn(name),
+            peer_fn(name),
+            f"monai.losses.{type(peers[name]).__name__}",
+            target="dense",
+            dense_shape=shape,
+        )
+        for shape in SEG_SHAPES
+        for name in peers
+    ]
+
+
 def build_cases() -> list[Case]:
     from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
     from torchvision.ops import sigmoid_focal_loss as tv_focal
@@ -443,6 +482,7 @@ def build_cases() -> list[Case]:
             target="ranking",
             negatives=1000,
         ),
+        *segmentation_cases(),
         *pml_cases(),
     ]
 
@@ -470,6 +510,11 @@ def make_inputs(
         shape = (b, case.negatives) if case.negatives else (b,)
         neg = torch.randn(shape, generator=g) * 2
         return (pos.to(device), neg.to(device)), None
+    if kind == "dense":  # segmentation: logits [N, C, *] and class indices [N, *]
+        shape = case.dense_shape
+        z = torch.randn(shape, generator=g) * 2
+        y = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=g)
+        return (z.to(device),), y.to(device)
     z = (torch.randn(b, c, generator=g) * 2).to(device)
     if kind in ("index", "index_ignored"):
         t = torch.randint(0, c, (b,), generator=g)
@@ -620,6 +665,13 @@ Notes
   SimCLR/lightly formulation (cross-entropy over the masked similarity), which is a tie by
   construction (same single matrix). The metric rows (circle, multi-similarity, contrastive pair
   loss) are the metric family's losses with PML's defaults on both sides.
+- Segmentation rows (logits `[N, C, *spatial]` + class indices, softmax on both sides, MONAI
+  given `[N, 1, *]` labels with `to_onehot_y=True` as its users pass them): ours never builds
+  the one-hot target. The Dice sums gather / bincount by class and save one byte per voxel
+  (MONAI saves the float one-hot); the focal term of `dice_focal` is fused (value and
+  derivative from the same passes, one `[N, C, S]` tensor saved, where MONAI's graph keeps
+  several). Tversky's MONAI path computes `Σ p(1 − g)` and `Σ (1 − p) g` as extra full passes;
+  ours derives both from the Dice sums.
 """
 
 
@@ -685,6 +737,12 @@ def main(argv: list[str] | None = None) -> None:
     cases = [c for c in build_cases() if not args.only or any(s in c.name for s in args.only)]
     if args.smoke:  # rows pinned to their own B (PML's B=128 NT-Xent: seconds a call) shrink too
         cases = [dataclasses.replace(c, batch=min(c.batch, args.emb_batch)) for c in cases]
+        cases = [
+            dataclasses.replace(c, dense_shape=(2, c.dense_shape[1], *[4] * len(c.dense_shape[2:])))
+            if c.dense_shape
+            else c
+            for c in cases
+        ]
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     rows, skipped = [], []
     for device in devices:
