@@ -66,8 +66,30 @@ from lightning_losses.losses.preference.logprobs import sequence_log_probs
 from lightning_losses.losses.ranking.bce_rec import bce_rec_loss
 from lightning_losses.losses.ranking.bpr import bpr_loss
 from lightning_losses.losses.ranking.cosine_contrastive import cosine_contrastive_loss
+from lightning_losses.losses.ranking.macro_auc import (
+    pairwise_macro_auc_loss,
+    reweighted_univariate_auc_loss,
+)
 from lightning_losses.losses.ranking.sampled_softmax import sampled_softmax_loss
 from lightning_losses.losses.reconstruction.norm_pix import norm_pix_loss
+from lightning_losses.losses.regression.binned import regression_with_binned_classification_loss
+from lightning_losses.losses.regression.card import signal_decay_robust_loss
+from lightning_losses.losses.regression.madl import madl_loss
+from lightning_losses.losses.regression.pointwise import (
+    log_cosh_loss,
+    mape_loss,
+    msle_loss,
+    rmse_loss,
+)
+from lightning_losses.losses.regression.pseudo_huber import (
+    pseudo_huber_loss,
+    scheduled_pseudo_huber_loss,
+)
+from lightning_losses.losses.regression.quantile import (
+    monotone_quantiles,
+    pinball_loss,
+    quantile_crossing_penalty_loss,
+)
 from lightning_losses.losses.robust.active_passive import active_passive_loss
 from lightning_losses.losses.robust.comp_sum import comp_sum_loss
 from lightning_losses.losses.robust.generalized_ce import generalized_cross_entropy
@@ -77,7 +99,27 @@ from lightning_losses.losses.robust.normalized_focal import normalized_focal_los
 from lightning_losses.losses.robust.prob_mae import mean_absolute_error_loss
 from lightning_losses.losses.robust.reverse_ce import reverse_cross_entropy
 from lightning_losses.losses.robust.symmetric_ce import symmetric_cross_entropy
+from lightning_losses.losses.segmentation.combined import dice_ce_loss, dice_focal_loss
+from lightning_losses.losses.segmentation.deep_supervision import (
+    deep_supervision_loss,
+    deep_supervision_weights,
+)
+from lightning_losses.losses.segmentation.dice import (
+    dice_loss,
+    generalized_dice_loss,
+    tversky_loss,
+)
+from lightning_losses.losses.segmentation.mip import max_intensity_projection_loss
 from lightning_losses.losses.utils import class_balanced_weights
+from lightning_losses.losses.weak_supervision.aggregate import (
+    bag_level_loss,
+    instance_level_loss,
+    interpolating_aggregate_loss,
+)
+from lightning_losses.losses.weak_supervision.proportion import (
+    confidence_interval_proportion_loss,
+    proportion_loss,
+)
 
 __all__ = [
     "active_passive_loss",
@@ -86,12 +128,14 @@ __all__ = [
     "alignment_uniformity_loss",
     "arcface_loss",
     "arcface_target_logit",
+    "bag_level_loss",
     "bce_rec_loss",
     "bpr_loss",
     "chunked_linear_cross_entropy",
     "circle_loss",
     "class_balanced_weights",
     "comp_sum_loss",
+    "confidence_interval_proportion_loss",
     "conservative_dpo_loss",
     "consumes_hidden_states",
     "contrastive_loss",
@@ -100,6 +144,11 @@ __all__ = [
     "cross_entropy",
     "cross_entropy_with_z_loss",
     "decoupled_softmax_loss",
+    "deep_supervision_loss",
+    "deep_supervision_weights",
+    "dice_ce_loss",
+    "dice_focal_loss",
+    "dice_loss",
     "dpo_loss",
     "dual_focal_loss",
     "encouraging_loss",
@@ -107,14 +156,23 @@ __all__ = [
     "gather_batch",
     "ge2e_loss",
     "generalized_cross_entropy",
+    "generalized_dice_loss",
     "implicit_rewards",
     "info_nce_loss",
+    "instance_level_loss",
+    "interpolating_aggregate_loss",
     "ipo_loss",
     "ldr_kl_loss",
     "load_balancing_loss",
+    "log_cosh_loss",
     "log_stablemax",
     "logit_adjusted_loss",
+    "madl_loss",
+    "mape_loss",
+    "max_intensity_projection_loss",
     "mean_absolute_error_loss",
+    "monotone_quantiles",
+    "msle_loss",
     "multi_similarity_loss",
     "norm_pix_loss",
     "normalized_cross_entropy",
@@ -122,25 +180,36 @@ __all__ = [
     "normalized_softmax_loss",
     "nt_xent_loss",
     "one_vs_rest_loss",
+    "pairwise_macro_auc_loss",
     "partial_fc_loss",
+    "pinball_loss",
     "poly_focal_loss",
     "poly_loss",
+    "proportion_loss",
     "prototypical_loss",
+    "pseudo_huber_loss",
+    "quantile_crossing_penalty_loss",
+    "regression_with_binned_classification_loss",
     "reverse_cross_entropy",
+    "reweighted_univariate_auc_loss",
+    "rmse_loss",
     "robust_dpo_loss",
     "rpo_loss",
     "sample_centres",
     "sampled_softmax_loss",
+    "scheduled_pseudo_huber_loss",
     "sequence_log_probs",
     "sigmoid_contrastive_loss",
     "sigmoid_focal_loss",
     "sigmoid_focal_loss_torchvision",
+    "signal_decay_robust_loss",
     "spherical_z_loss",
     "squentropy_loss",
     "stablemax_cross_entropy",
     "supcon_loss",
     "symmetric_cross_entropy",
     "triplet_margin_loss",
+    "tversky_loss",
     "uniformity",
     "z_loss",
 ]

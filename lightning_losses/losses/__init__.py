@@ -67,8 +67,29 @@ from lightning_losses.losses.preference.ipo import IPOLoss
 from lightning_losses.losses.ranking.bce_rec import BinaryCrossEntropyRecLoss
 from lightning_losses.losses.ranking.bpr import BPRLoss
 from lightning_losses.losses.ranking.cosine_contrastive import CosineContrastiveLoss
+from lightning_losses.losses.ranking.macro_auc import (
+    PairwiseMacroAUCLoss,
+    ReweightedUnivariateAUCLoss,
+)
 from lightning_losses.losses.ranking.sampled_softmax import SampledSoftmaxLoss
 from lightning_losses.losses.reconstruction.norm_pix import NormPixLoss
+from lightning_losses.losses.regression.binned import RegressionWithBinnedClassificationLoss
+from lightning_losses.losses.regression.card import SignalDecayRobustLoss
+from lightning_losses.losses.regression.madl import MADLLoss
+from lightning_losses.losses.regression.pointwise import (
+    LogCoshLoss,
+    MAPELoss,
+    MSLELoss,
+    RMSELoss,
+)
+from lightning_losses.losses.regression.pseudo_huber import (
+    PseudoHuberLoss,
+    ScheduledPseudoHuberLoss,
+)
+from lightning_losses.losses.regression.quantile import (
+    PinballLoss,
+    QuantileCrossingPenaltyLoss,
+)
 from lightning_losses.losses.robust.active_passive import ActivePassiveLoss
 from lightning_losses.losses.robust.comp_sum import CompSumLoss
 from lightning_losses.losses.robust.generalized_ce import GeneralizedCrossEntropyLoss
@@ -78,7 +99,24 @@ from lightning_losses.losses.robust.normalized_focal import NormalizedFocalLoss
 from lightning_losses.losses.robust.prob_mae import MeanAbsoluteErrorLoss
 from lightning_losses.losses.robust.reverse_ce import ReverseCrossEntropyLoss
 from lightning_losses.losses.robust.symmetric_ce import SymmetricCrossEntropyLoss
+from lightning_losses.losses.segmentation.combined import DiceCELoss, DiceFocalLoss
+from lightning_losses.losses.segmentation.deep_supervision import DeepSupervisionLoss
+from lightning_losses.losses.segmentation.dice import (
+    DiceLoss,
+    GeneralizedDiceLoss,
+    TverskyLoss,
+)
+from lightning_losses.losses.segmentation.mip import MaxIntensityProjectionLoss
 from lightning_losses.losses.utils import ClassBalancedWeights
+from lightning_losses.losses.weak_supervision.aggregate import (
+    BagLevelLoss,
+    InstanceLevelLoss,
+    InterpolatingAggregateLoss,
+)
+from lightning_losses.losses.weak_supervision.proportion import (
+    ConfidenceIntervalProportionLoss,
+    ProportionLoss,
+)
 
 __all__ = [
     "ActivePassiveLoss",
@@ -86,12 +124,14 @@ __all__ = [
     "AlignmentUniformityLoss",
     "ArcFaceLoss",
     "BPRLoss",
+    "BagLevelLoss",
     "BinaryCrossEntropyRecLoss",
     "ChunkedLinearCrossEntropyLoss",
     "CircleLoss",
     "ClassBalancedWeights",
     "ClassCentreLoss",
     "CompSumLoss",
+    "ConfidenceIntervalProportionLoss",
     "ConservativeDPOLoss",
     "ContrastiveLoss",
     "CosFaceLoss",
@@ -100,6 +140,10 @@ __all__ = [
     "CrossEntropyWithZLoss",
     "DPOLoss",
     "DecoupledSoftmaxLoss",
+    "DeepSupervisionLoss",
+    "DiceCELoss",
+    "DiceFocalLoss",
+    "DiceLoss",
     "DistributedSemantics",
     "DualFocalLoss",
     "EmbeddingLoss",
@@ -107,16 +151,24 @@ __all__ = [
     "FocalLoss",
     "GE2ELoss",
     "GeneralizedCrossEntropyLoss",
+    "GeneralizedDiceLoss",
     "HiddenStatesCriterion",
     "IPOLoss",
     "InfoNCELoss",
     "InputKind",
+    "InstanceLevelLoss",
+    "InterpolatingAggregateLoss",
     "LDRKLLoss",
     "LMLossOutput",
     "LabelSmoothingCrossEntropyLoss",
     "LoadBalancingLoss",
+    "LogCoshLoss",
     "LogitAdjustedLoss",
     "Loss",
+    "MADLLoss",
+    "MAPELoss",
+    "MSLELoss",
+    "MaxIntensityProjectionLoss",
     "MeanAbsoluteErrorLoss",
     "MultiSimilarityLoss",
     "NTXentLoss",
@@ -125,21 +177,32 @@ __all__ = [
     "NormalizedFocalLoss",
     "NormalizedSoftmaxLoss",
     "OneVsRestLoss",
+    "PairwiseMacroAUCLoss",
     "PartialFCLoss",
+    "PinballLoss",
     "PolyFocalLoss",
     "PolyLoss",
+    "ProportionLoss",
     "PrototypicalLoss",
+    "PseudoHuberLoss",
+    "QuantileCrossingPenaltyLoss",
+    "RMSELoss",
     "RPOLoss",
+    "RegressionWithBinnedClassificationLoss",
     "ReverseCrossEntropyLoss",
+    "ReweightedUnivariateAUCLoss",
     "RobustDPOLoss",
     "SampledSoftmaxLoss",
+    "ScheduledPseudoHuberLoss",
     "SigmoidContrastiveLoss",
     "SigmoidFocalLoss",
+    "SignalDecayRobustLoss",
     "SphericalZLoss",
     "SquentropyLoss",
     "StableMaxCrossEntropyLoss",
     "SupConLoss",
     "SymmetricCrossEntropyLoss",
     "TripletMarginLoss",
+    "TverskyLoss",
     "ZLoss",
 ]
