@@ -48,6 +48,22 @@ def _bloop(r: dict, mod: ModuleType) -> None:
         assert row["summed_ms"] > 0 and row["bloop_ms"] > 0 and row["ratio"] > 0
 
 
+def _grad_cache(r: dict, mod: ModuleType) -> None:
+    assert set(r) == {"meta", "rows"}
+    assert r["rows"][0]["method"] == "full batch"
+    for row in r["rows"][1:]:
+        assert row["max_grad_diff"] < 1e-5 and row["memory_ratio"] < 1.0
+
+
+def _grokking(r: dict, mod: ModuleType) -> None:
+    assert set(r) == {"meta", "results"}
+    assert list(r["results"]) == [arm[0] for arm in mod.ARMS]
+    keys = {"steps_to_generalise", "train_acc", "test_acc", "softmax_collapse", "curve"}
+    for runs in r["results"].values():
+        for run in runs:
+            assert keys <= set(run)
+
+
 def _gpu_readiness(r: dict, mod: ModuleType) -> None:
     assert set(r) == {"meta", "losses", "recipes", "memory"}
     assert r["meta"]["dry_run"] and "CPU" in r["meta"]["device"]
@@ -179,9 +195,20 @@ def _robust_regression(r: dict, mod: ModuleType) -> None:
         assert 0 <= s["mean"] < float("inf")
 
 
+def _sam(r: dict, mod: ModuleType) -> None:
+    assert set(r) == {"meta", "results"}
+    assert list(r["results"]) == [s for s, _ in mod.SETTINGS]
+    for arms in r["results"].values():
+        assert list(arms) == [a for a, _ in mod.ARMS]
+        for row in arms.values():
+            assert {"lr", "wd", "test_acc", "sharpness", "step_ms", "cost_ratio"} <= set(row)
+
+
 CHECKS: dict[str, Callable[[dict, ModuleType], None]] = {
     "bloop": _bloop,
     "gpu_readiness": _gpu_readiness,
+    "grad_cache": _grad_cache,
+    "grokking": _grokking,
     "hpm": _hpm,
     "lm_memory": _lm_memory,
     "losses_speed": _losses_speed,
@@ -195,6 +222,7 @@ CHECKS: dict[str, Callable[[dict, ModuleType], None]] = {
     "reweighting": _reweighting,
     "reweighting_toy": _reweighting_toy,
     "robust_regression": _robust_regression,
+    "sam": _sam,
 }
 NO_FIGURE = {"gpu_readiness", "losses_speed", "reweighting_toy"}
 

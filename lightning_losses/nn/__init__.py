@@ -2,6 +2,7 @@
 
 from lightning_losses.nn.backbones import build_backbone
 from lightning_losses.nn.causal_lm import build_causal_lm
+from lightning_losses.nn.grad_cache import grad_cache_loss
 from lightning_losses.nn.mae import MaskedAutoencoder
 from lightning_losses.nn.mae_metrics import pairwise_ranking_accuracy
 from lightning_losses.nn.moe import (
@@ -18,6 +19,7 @@ from lightning_losses.nn.moe import (
 )
 from lightning_losses.nn.patches import masked_rows, num_masked, patchify, random_patch_mask
 from lightning_losses.nn.recsys import LightGCN, MatrixFactorization, normalized_adjacency
+from lightning_losses.nn.vat import frozen_batchnorm_stats, vat_direction, vat_loss
 
 __all__ = [
     "BalanceState",
@@ -32,6 +34,8 @@ __all__ = [
     "build_causal_lm",
     "build_moe_llama",
     "collect_balance_loss",
+    "frozen_batchnorm_stats",
+    "grad_cache_loss",
     "masked_rows",
     "moe_balance_state",
     "moe_token_mask",
@@ -41,4 +45,6 @@ __all__ = [
     "patchify",
     "random_patch_mask",
     "track_expert_load",
+    "vat_direction",
+    "vat_loss",
 ]
