@@ -204,6 +204,16 @@ def _sam(r: dict, mod: ModuleType) -> None:
             assert {"lr", "wd", "test_acc", "sharpness", "step_ms", "cost_ratio"} <= set(row)
 
 
+def _segmentation_imbalance(r: dict, mod: ModuleType) -> None:
+    assert set(r) == {"meta", "results"}
+    assert list(r["results"]) == [label for label, _, _ in mod.LOSSES]
+    n = len(r["meta"]["class_names"])
+    for row in r["results"].values():
+        assert set(row) == {"lr", "val_by_lr", "dice", "iou", "dice_fg", "miou"}
+        assert row["lr"] in r["meta"]["lr_grid"] and len(row["dice"]) == len(row["iou"]) == n
+        assert all(0 <= c["mean"] <= 1 for c in row["dice"] + row["iou"])
+
+
 CHECKS: dict[str, Callable[[dict, ModuleType], None]] = {
     "bloop": _bloop,
     "gpu_readiness": _gpu_readiness,
@@ -223,6 +233,7 @@ CHECKS: dict[str, Callable[[dict, ModuleType], None]] = {
     "reweighting_toy": _reweighting_toy,
     "robust_regression": _robust_regression,
     "sam": _sam,
+    "segmentation_imbalance": _segmentation_imbalance,
 }
 NO_FIGURE = {"gpu_readiness", "losses_speed", "reweighting_toy"}
 
