@@ -226,6 +226,19 @@ def _compact(code: Tensor, num_classes: int) -> Tensor:
     return code.to(torch.int32)
 
 
+def bin_sums(bins: Tensor, weights: Tensor | None, size: int) -> Tensor:
+    """`[size]` sums of `weights` (or counts) by bin: `bincount` eagerly, `index_add_` compiled.
+
+    `bincount` is the faster on CPU, but its output size depends on the data (an unbacked size
+    under `torch.compile`); `index_add_` into a fixed-size buffer is the same sum in one static
+    graph.
+    """
+    if torch.compiler.is_compiling():
+        values = torch.ones_like(bins, dtype=torch.float32) if weights is None else weights
+        return values.new_zeros(size).index_add_(0, bins, values)
+    return torch.bincount(bins, weights=weights, minlength=size)
+
+
 class _IndexSums(torch.autograd.Function):
     """Per-sample, per-class `(Σ p·g, Σ p or Σ p², Σ g)` of index targets, no one-hot copy.
 
@@ -249,10 +262,9 @@ class _IndexSums(torch.autograd.Function):
         # a scatter into [N, C + 2] on CPU); codes C and C + 1 land in columns that are dropped.
         bins = code + torch.arange(n, device=code.device)[:, None] * (c + 2)
         bins = bins.reshape(-1)
-        inter = torch.bincount(bins, weights=at.reshape(-1), minlength=n * (c + 2))
+        inter = bin_sums(bins, at.reshape(-1), n * (c + 2))
         inter = inter.to(probs.dtype).reshape(n, c + 2)[:, :c]
-        count = torch.bincount(bins, minlength=n * (c + 2)).to(probs.dtype)
-        count = count.reshape(n, c + 2)[:, :c]
+        count = bin_sums(bins, None, n * (c + 2)).to(probs.dtype).reshape(n, c + 2)[:, :c]
         ctx.save_for_backward(_compact(code, c), probs if squared else None)
         ctx.squared, ctx.any_ignored = squared, any_ignored
         ctx.mark_non_differentiable(count)

@@ -21,6 +21,7 @@ from lightning_losses.losses.segmentation._dense import (
     DenseBatch,
     DenseLoss,
     DenseResult,
+    bin_sums,
     check_dense_common,
     check_dense_weight,
     class_sums,
@@ -520,7 +521,7 @@ class _FocalClassCorrection(torch.autograd.Function):
         fl_neg, d_neg = _focal_value_and_slope(x_at, gamma)
         corr = pos * fl_pos - neg * fl_neg
         bins = (code + torch.arange(n, device=code.device)[:, None] * (c + 2)).reshape(-1)
-        out = torch.bincount(bins, weights=corr.reshape(-1), minlength=n * (c + 2))
+        out = bin_sums(bins, corr.reshape(-1), n * (c + 2))
         ctx.save_for_backward(-pos * d_pos - neg * d_neg, code.to(torch.uint8) if c < 254 else code)
         ctx.num_classes = c
         return out.to(x.dtype).reshape(n, c + 2)[:, :c]
