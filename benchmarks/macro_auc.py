@@ -3,9 +3,9 @@
 Data, built offline: sklearn ``make_multilabel_classification`` (6000 documents, 40 word-count
 features, 24 labels, about two labels per document), ``log1p`` features standardised on the
 training split; labels kept only if every split holds at least 5 positives, which leaves 22–24
-labels with training positive rates from about 0.6 % to 19 %. Split 60/20/20 into train / validation / test, one split
-per seed. Model: an MLP (40 → 64 → labels, ReLU), Adam, mini-batches of 256, a fixed number of
-epochs.
+labels with training positive rates from about 0.6 % to 19 %. Split 60/20/20 into train /
+validation / test, one split per seed. Model: an MLP (40 → 64 → labels, ReLU), Adam,
+mini-batches of 256, a fixed number of epochs.
 
 Losses: BCE (``F.binary_cross_entropy_with_logits``, mean over all entries), the pairwise
 macro-AUC loss (squared hinge, margin 1) and the reweighted univariate (BCE) macro-AUC loss of
