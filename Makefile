@@ -14,7 +14,7 @@ DEMO_STAMP  := $(VENV)/.installed-demo
 TORCH_INDEX ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast lint format docs bench bench-smoke hooks clean
+.PHONY: help install demo test test-fast lint format docs bench bench-smoke bench-gpu hooks clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,9 @@ bench: $(STAMP)  ## benchmarks -> benchmarks/results/ (tens of minutes)
 
 bench-smoke: $(STAMP)  ## every benchmark on tiny sizes into a temp dir (~30 s; the tests run it too)
 	$(BIN)/python benchmarks/run_all.py --smoke
+
+bench-gpu: $(STAMP)  ## on a CUDA machine: losses in bf16, recipes in bf16-mixed, LM-head memory -> benchmarks/results/
+	$(BIN)/python benchmarks/gpu_readiness.py $(if $(DRY_RUN),--dry-run,)
 
 hooks: $(STAMP)  ## install the git pre-commit hooks (ruff, codespell) of .pre-commit-config.yaml
 	$(PIP) -e ".[$(EXTRAS),dev]"
