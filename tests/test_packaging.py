@@ -6,7 +6,8 @@ whose dependencies come from the test environment through a `.pth` line (install
 would cost gigabytes and minutes); Python processes the `.pth` files of site directories only,
 so the test environment's editable install of this project is not seen there. In that venv,
 from a folder outside the checkout, the package imports from the venv, ships its typing marker,
-and the `lightning-losses` command answers `--help`. About a minute on 2 cores.
+the `lightning-losses` command answers `--help`, and a shipped recipe config is found by its
+short name. About a minute on 2 cores.
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ def test_wheel_and_sdist_carry_the_package(dists):
     assert "lightning_losses/py.typed" in names
     assert "lightning_losses/recipes/cli.py" in names
     assert "lightning_losses/multitask/__init__.py" in names  # every subpackage is found
+    shipped = {n for n in names if n.startswith("lightning_losses/recipes/configs/")}
+    in_repo = {
+        f"lightning_losses/recipes/configs/{p.relative_to(ROOT / 'recipes').as_posix()}"
+        for p in (ROOT / "recipes").rglob("*.yaml")
+    }
+    assert shipped == in_repo, "the wheel must carry every recipe config"
     assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(dists["wheel"]).read(entry_points).decode()
@@ -134,3 +141,15 @@ def test_installed_wheel_imports_and_runs_the_command(dists, tmp_path):
     )
     assert command.returncode == 0, command.stderr[-2000:]
     assert "fit" in command.stdout
+    assert "vision/digits_noisy.yaml" in command.stdout  # the recipes, without a clone
+    # A pip user names a shipped recipe by its short name, from any folder.
+    command_line = ["fit", "--config", "vision/digits_noisy", "--print_config"]
+    printed = subprocess.run(
+        [env_dir / "bin" / "lightning-losses", *command_line],
+        cwd=tmp_path,
+        env=clean,
+        capture_output=True,
+        text=True,
+    )
+    assert printed.returncode == 0, printed.stderr[-2000:]
+    assert "lightning_losses.recipes.image_classification.ImageClassifier" in printed.stdout

@@ -81,7 +81,8 @@ Your own module: lightning-losses fit --model my_models.MyModel --data my_models
 # of the recipes), then next to the package (an editable install of the repository).
 _RECIPE_DIRS: tuple[Callable[[], Path], ...] = (
     lambda: Path.cwd() / "recipes",
-    lambda: Path(__file__).resolve().parents[2] / "recipes",
+    # Shipped inside the package (the wheel's copy; `recipes/` in the repository links here).
+    lambda: Path(__file__).resolve().parent / "configs",
 )
 # Lightning's functions that run the prepare/setup/dataloader hooks of the DataModule, the model
 # and the callbacks: an error raised under them is the configuration's or the files' fault.
@@ -120,6 +121,45 @@ def overlay_bases(config: str | os.PathLike[str]) -> list[str]:
     return first[len(OVERLAY_TAG) :].split() if first.startswith(OVERLAY_TAG) else []
 
 
+def resolve_recipe(name: str) -> Path | None:
+    """The recipe config a short name means: `vision/digits_noisy` (or with `.yaml`).
+
+    Looked up in the recipe folders (`recipes/` in the working directory, then the package's
+    own copy), so a pip install needs no clone: `lightning-losses fit --config vision/digits_noisy`.
+
+    Args:
+        name: a path relative to a recipes folder, with or without `.yaml`.
+
+    Returns:
+        The config file, or `None` when no folder has it.
+    """
+    # Commands copied from the docs say `recipes/vision/...`: the prefix is the folder itself.
+    names = {name, name.removeprefix("recipes/")}
+    for candidate in _RECIPE_DIRS:
+        root = candidate()
+        for short in sorted(names):
+            for path in (root / short, root / f"{short}.yaml"):
+                if path.is_file():
+                    return path
+    return None
+
+
+def _resolve_config_args(args: list[str]) -> list[str]:
+    """`--config`/`-c` values that are not files but name a recipe become the recipe's path."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        option, sep, value = arg.partition("=")
+        if option not in ("--config", "-c"):
+            continue
+        if sep:  # --config=NAME
+            found = None if os.path.exists(value) else resolve_recipe(value)
+            out[i] = f"{option}={found}" if found else arg
+        elif i + 1 < len(out) and not os.path.exists(out[i + 1]):
+            found = resolve_recipe(out[i + 1])
+            out[i + 1] = str(found) if found else out[i + 1]
+    return out
+
+
 def list_recipes() -> list[str]:
     """The recipe configs, as paths relative to the recipes folder (`nlp/grammar_llama.yaml`).
 
@@ -136,7 +176,7 @@ def _recipes_epilog() -> str:
     root = recipes_dir()
     names = list_recipes()
     if root is None or not names:
-        return "recipes: none found (run from the repository root to see recipes/)."
+        return "recipes: none found."
     try:
         shown = root.relative_to(Path.cwd())
     except ValueError:
@@ -145,7 +185,8 @@ def _recipes_epilog() -> str:
     for name in names:
         bases = overlay_bases(root / name)
         lines.append(f"  {name}" + (f"   overlay on: {', '.join(bases)}" if bases else ""))
-    lines.append(f"example: lightning-losses fit --config {shown}/{names[0]}")
+    short = names[0].removesuffix(".yaml")
+    lines.append(f"example: lightning-losses fit --config {short}   (a recipe by its name)")
     return "\n".join(lines)
 
 
@@ -371,6 +412,12 @@ def build_cli(
     Returns:
         The CLI object (`cli.model`, `cli.datamodule`, `cli.trainer`).
     """
+    # A recipe named by its short name (`--config vision/digits_noisy`) becomes its file. From
+    # the command line, sys.argv itself is rewritten: LightningCLI warns when given both.
+    if args is None:
+        sys.argv[1:] = _resolve_config_args(sys.argv[1:])
+    else:
+        args = _resolve_config_args(list(args))
     return LossesCLI(
         LightningModule,
         LightningDataModule,

@@ -209,3 +209,34 @@ def test_recipes_come_from_one_function(tmp_path, monkeypatch):
     (tmp_path / "recipes" / "mine" / "run.yaml").write_text("# mine\n")
     monkeypatch.chdir(tmp_path)
     assert list_recipes() == ["mine/run.yaml"]
+
+
+def test_a_recipe_is_found_by_its_short_name_without_a_clone(tmp_path, monkeypatch):
+    """The configs ship in the package: `--config vision/digits_noisy` works from any folder."""
+    from lightning_losses.recipes.cli import _resolve_config_args, resolve_recipe
+
+    monkeypatch.chdir(tmp_path)  # no recipes/ here: the package's own copy is used
+    shipped = Path(cli_module.__file__).resolve().parent / "configs"
+    found = resolve_recipe("vision/digits_noisy")
+    assert found == shipped / "vision" / "digits_noisy.yaml"
+    # A command copied from the docs (`recipes/...`) and the `.yaml` suffix resolve alike.
+    assert resolve_recipe("recipes/vision/digits_noisy.yaml") == found
+    assert resolve_recipe("vision/no_such_recipe") is None
+    args = ["fit", "--config", "vision/digits_noisy", "-c=recsys/pld", "--config", "mine.yaml"]
+    assert _resolve_config_args(args) == [
+        "fit",
+        "--config",
+        str(found),
+        f"-c={shipped / 'recsys' / 'pld.yaml'}",
+        "--config",
+        "mine.yaml",  # not a recipe: left for LightningCLI to report
+    ]
+    cli = build_cli(["--config", "vision/digits_noisy"], run=False)
+    assert type(cli.model).__name__ == "ImageClassifier"
+
+
+def test_the_repository_recipes_folder_is_the_shipped_one():
+    root = Path(__file__).resolve().parents[2]
+    shipped = root / "lightning_losses" / "recipes" / "configs"
+    assert (root / "recipes").resolve() == shipped.resolve()
+    assert sorted(p.name for p in shipped.rglob("*.yaml"))  # not empty
