@@ -11,7 +11,7 @@ indices (one byte per pixel for up to 254 classes). `finish_dense` applies the c
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -125,6 +125,21 @@ def _activation(num_classes: int, sigmoid: bool, softmax: bool | None) -> str:
             )
         return "softmax"
     return "none"
+
+
+def prepare_dense_options(
+    input: Tensor, target: Tensor, options: Mapping[str, Any], validate_args: bool
+) -> DenseBatch:
+    """`prepare_dense` with the activation and target options of a loss's checked arguments."""
+    return prepare_dense(
+        input,
+        target,
+        sigmoid=options["sigmoid"],
+        softmax=options["softmax"],
+        to_onehot_y=options["to_onehot_y"],
+        ignore_index=options["ignore_index"],
+        validate_args=validate_args,
+    )
 
 
 def prepare_dense(
@@ -317,6 +332,17 @@ def pool_batch(batch: bool, *tensors: Tensor) -> tuple[Tensor, ...]:
     if not batch:
         return tensors
     return tuple(t.sum(0, keepdim=True) for t in tensors)
+
+
+def scored_class_sums(
+    batch: DenseBatch, *, include_background: bool, pool: bool, squared: bool = False
+) -> tuple[Tensor, ...]:
+    """`(I, P, G)` of the scored classes (`select_classes`), pooled over the batch with `pool`.
+
+    The common start of every overlap loss (Dice, generalized Dice, Tversky).
+    """
+    sums = class_sums(batch, squared=squared)
+    return pool_batch(pool, *select_classes(include_background, batch.num_classes, *sums))
 
 
 def class_weight_for(

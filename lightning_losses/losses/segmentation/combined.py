@@ -24,14 +24,12 @@ from lightning_losses.losses.segmentation._dense import (
     bin_sums,
     check_dense_common,
     check_dense_weight,
-    class_sums,
     class_weight_for,
     finish_dense,
-    pool_batch,
-    prepare_dense,
+    prepare_dense_options,
     select_classes,
 )
-from lightning_losses.losses.segmentation.dice import dice_from_sums
+from lightning_losses.losses.segmentation.dice import dice_per_class
 from lightning_losses.registry import register_loss
 from lightning_losses.validation import check_bool, check_number, check_reduction
 
@@ -89,18 +87,7 @@ def _check_compound_args(
 
 def _dice_part(b: DenseBatch, hp: dict[str, Any], weight: Tensor | None) -> tuple[Tensor, Tensor]:
     """Per-(sample|batch, class) Dice `[N or 1, C']` (class-weighted) and the ground sums."""
-    sums = class_sums(b, squared=hp["squared_pred"])
-    inter, pred, ground = pool_batch(
-        hp["batch"], *select_classes(hp["include_background"], b.num_classes, *sums)
-    )
-    f = dice_from_sums(
-        inter,
-        pred,
-        ground,
-        jaccard=hp["jaccard"],
-        smooth_nr=hp["smooth_nr"],
-        smooth_dr=hp["smooth_dr"],
-    )
+    f, ground = dice_per_class(b, hp)
     if weight is not None:
         f = f * weight
     return f, ground
@@ -206,15 +193,7 @@ def _dice_ce_impl(
         lambda_ce=lambda_ce,
         label_smoothing=label_smoothing,
     )
-    b = prepare_dense(
-        input,
-        target,
-        sigmoid=hp["sigmoid"],
-        softmax=hp["softmax"],
-        to_onehot_y=hp["to_onehot_y"],
-        ignore_index=hp["ignore_index"],
-        validate_args=validate_args,
-    )
+    b = prepare_dense_options(input, target, hp, validate_args)
     c = b.num_classes
     w = None if hp["weight"] is None else class_weight_for(hp["weight"], c, b.logits)
     if w is not None and c == 1:
@@ -598,15 +577,7 @@ def _dice_focal_impl(
         gamma=gamma,
         alpha=alpha,
     )
-    b = prepare_dense(
-        input,
-        target,
-        sigmoid=hp["sigmoid"],
-        softmax=hp["softmax"],
-        to_onehot_y=hp["to_onehot_y"],
-        ignore_index=hp["ignore_index"],
-        validate_args=validate_args,
-    )
+    b = prepare_dense_options(input, target, hp, validate_args)
     c = b.num_classes
     c_scored = c if hp["include_background"] or c == 1 else c - 1
     w = None if hp["weight"] is None else class_weight_for(hp["weight"], c_scored, b.logits)

@@ -17,16 +17,15 @@ import torch
 from torch import Tensor
 
 from lightning_losses.losses.segmentation._dense import (
+    DenseBatch,
     DenseLoss,
     DenseResult,
     check_dense_common,
     check_dense_weight,
-    class_sums,
     class_weight_for,
     finish_dense,
-    pool_batch,
-    prepare_dense,
-    select_classes,
+    prepare_dense_options,
+    scored_class_sums,
 )
 from lightning_losses.registry import register_loss
 from lightning_losses.validation import check_bool, check_choice, check_number, check_reduction
@@ -112,27 +111,8 @@ def _dice_impl(
         ignore_empty=ignore_empty,
         per_class=per_class,
     )
-    b = prepare_dense(
-        input,
-        target,
-        sigmoid=hp["sigmoid"],
-        softmax=hp["softmax"],
-        to_onehot_y=hp["to_onehot_y"],
-        ignore_index=hp["ignore_index"],
-        validate_args=validate_args,
-    )
-    sums = class_sums(b, squared=hp["squared_pred"])
-    inter, pred, ground = pool_batch(
-        hp["batch"], *select_classes(hp["include_background"], b.num_classes, *sums)
-    )
-    f = dice_from_sums(
-        inter,
-        pred,
-        ground,
-        jaccard=hp["jaccard"],
-        smooth_nr=hp["smooth_nr"],
-        smooth_dr=hp["smooth_dr"],
-    )
+    b = prepare_dense_options(input, target, hp, validate_args)
+    f, ground = dice_per_class(b, hp)
     w = class_weight_for(hp["weight"], f.shape[1], f)
     if w is not None:
         f = f * w
@@ -159,6 +139,26 @@ def dice_from_sums(
     """Dice `1 - (2I + ε_n) / (P + G + ε_d)`; Jaccard `1 - (2I + ε_n) / (2(P + G - I) + ε_d)`."""
     den = 2 * (pred + ground - inter) if jaccard else pred + ground
     return 1 - (2 * inter + smooth_nr) / (den + smooth_dr)
+
+
+def dice_per_class(b: DenseBatch, hp: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    """Per-(sample|batch, class) Dice `[N or 1, C']` of the scored classes, and their ground sums.
+
+    `hp`: checked Dice arguments (`include_background`, `batch`, `squared_pred`, `jaccard`,
+    `smooth_nr`, `smooth_dr`); shared by `dice_loss` and the combined losses.
+    """
+    inter, pred, ground = scored_class_sums(
+        b, include_background=hp["include_background"], pool=hp["batch"], squared=hp["squared_pred"]
+    )
+    f = dice_from_sums(
+        inter,
+        pred,
+        ground,
+        jaccard=hp["jaccard"],
+        smooth_nr=hp["smooth_nr"],
+        smooth_dr=hp["smooth_dr"],
+    )
+    return f, ground
 
 
 def dice_loss(
@@ -430,18 +430,9 @@ def _gdl_impl(
         batch=batch,
         ignore_index=ignore_index,
     )
-    b = prepare_dense(
-        input,
-        target,
-        sigmoid=hp["sigmoid"],
-        softmax=hp["softmax"],
-        to_onehot_y=hp["to_onehot_y"],
-        ignore_index=hp["ignore_index"],
-        validate_args=validate_args,
-    )
-    sums = class_sums(b)
-    inter, pred, ground = pool_batch(
-        hp["batch"], *select_classes(hp["include_background"], b.num_classes, *sums)
+    b = prepare_dense_options(input, target, hp, validate_args)
+    inter, pred, ground = scored_class_sums(
+        b, include_background=hp["include_background"], pool=hp["batch"]
     )
     if hp["w_type"] == "square":
         w = 1 / (ground * ground)
@@ -686,18 +677,9 @@ def _tversky_impl(
         ignore_empty=ignore_empty,
         per_class=per_class,
     )
-    b = prepare_dense(
-        input,
-        target,
-        sigmoid=hp["sigmoid"],
-        softmax=hp["softmax"],
-        to_onehot_y=hp["to_onehot_y"],
-        ignore_index=hp["ignore_index"],
-        validate_args=validate_args,
-    )
-    sums = class_sums(b)
-    tp, pred, ground = pool_batch(
-        hp["batch"], *select_classes(hp["include_background"], b.num_classes, *sums)
+    b = prepare_dense_options(input, target, hp, validate_args)
+    tp, pred, ground = scored_class_sums(
+        b, include_background=hp["include_background"], pool=hp["batch"]
     )
     fp, fn = pred - tp, ground - tp
     den = tp + hp["alpha"] * fp + hp["beta"] * fn + hp["smooth_dr"]
