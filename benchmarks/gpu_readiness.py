@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import _common
+import run_all
 import torch
 
 ROOT = _common.ROOT
@@ -140,7 +141,7 @@ def run_memory(device: torch.device, out: Path, smoke: bool) -> list[dict[str, A
     here = Path(__file__).resolve().parent
     if device.type != "cuda":  # the dry run: the same script's smoke path, in this process
         start = time.perf_counter()
-        _load(here / "lm_memory.py").main(["--smoke", "--out", str(out), "--no-plot"])
+        run_all.load(here / "lm_memory.py").main(["--smoke", "--out", str(out), "--no-plot"])
         return [{"script": "lm_memory.py --smoke", "ok": True, "seconds": _since(start)}]
     commands = [
         [
@@ -173,17 +174,6 @@ def run_memory(device: torch.device, out: Path, smoke: bool) -> list[dict[str, A
 
 def _since(start: float) -> float:
     return round(time.perf_counter() - start, 1)
-
-
-def _load(script: Path) -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"_gpu_{script.stem}", script)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def to_markdown(payload: dict[str, Any]) -> str:

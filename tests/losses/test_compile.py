@@ -22,6 +22,7 @@ import torch
 from lightning_losses import get_loss_class, list_losses
 from tests.losses.specs import LossSpec, all_specs
 from tests.losses.specs.examples import LossExample
+from tests.losses.test_contract import make_example, with_ignored
 
 ALL_SPECS = all_specs()
 SPECS = [ALL_SPECS[n] for n in list_losses() if n in ALL_SPECS]
@@ -44,20 +45,6 @@ INDUCTOR_NAMES = (
 )
 
 
-def _example(spec: LossSpec, n: int, seed: int = 0) -> LossExample:
-    g = torch.Generator().manual_seed(seed)
-    return spec.example(n, max(5, spec.min_size), g)
-
-
-def _with_ignored(ex: LossExample) -> tuple[torch.Tensor, ...]:
-    assert ex.class_target is not None
-    targets = list(ex.targets)
-    target = targets[ex.class_target].clone()
-    target.view(-1)[1] = -100
-    targets[ex.class_target] = target
-    return tuple(targets)
-
-
 def _value_and_grads(fn, ex: LossExample, targets: tuple[torch.Tensor, ...]):
     inputs = [x.detach().clone().requires_grad_() for x in ex.inputs]
     out = fn(*inputs, *targets, **ex.kwargs)
@@ -76,10 +63,10 @@ def _check_compiles(spec: LossSpec, backend: str) -> None:
     # stay constants, as they are in a training run).
     compiled = torch.compile(module, backend=backend, fullgraph=True)
     for n in (6, 9):
-        ex = _example(spec, n)
+        ex = make_example(spec, n)
         cases = [ex.targets]
         if spec.ignore_index and ex.class_target is not None:
-            cases.append(_with_ignored(ex))
+            cases.append(with_ignored(ex)[1])
         for targets in cases:
             want, want_grads = _value_and_grads(eager, ex, targets)
             got, got_grads = _value_and_grads(compiled, ex, targets)
