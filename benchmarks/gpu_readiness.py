@@ -33,21 +33,18 @@ import _common
 import run_all
 import torch
 
+from lightning_losses.recipes.cli import list_recipes, overlay_bases, resolve_recipe
+
 ROOT = _common.ROOT
 if str(ROOT) not in sys.path:  # the loss examples live in the test-suite's spec modules
     sys.path.insert(0, str(ROOT))
 
-# The base recipes (overlays only swap a criterion or add a callback on top of one of these).
-RECIPES = (
-    "vision/digits_noisy.yaml",
-    "vision/digits_supcon.yaml",
-    "vision/mim_digits.yaml",
-    "vision/segmentation.yaml",
-    "nlp/grammar_llama.yaml",
-    "nlp/grammar_moe.yaml",
-    "nlp/preference_dpo.yaml",
-    "recsys/mf_bpr.yaml",
-)
+
+def base_recipes() -> list[str]:
+    """The base recipe configs (an overlay only adds to one of them), as the CLI lists them."""
+    return [name for name in list_recipes() if not overlay_bases(resolve_recipe(name) or name)]
+
+
 DRY_RUN_LOSSES = ("cross_entropy", "focal", "supcon", "bpr", "dpo")
 
 
@@ -105,7 +102,7 @@ def recipe_command(config: str, device: torch.device, steps: int) -> list[str]:
         "lightning_losses.recipes.cli",
         "fit",
         "--config",
-        str(ROOT / "recipes" / config),
+        str(resolve_recipe(config)),
         f"--trainer.accelerator={accelerator}",
         "--trainer.devices=1",
         "--trainer.precision=bf16-mixed",
@@ -117,10 +114,10 @@ def recipe_command(config: str, device: torch.device, steps: int) -> list[str]:
 
 def run_recipes(device: torch.device, execute: bool, steps: int) -> list[dict[str, Any]]:
     rows = []
-    for config in RECIPES:
+    for config in base_recipes():
         command = recipe_command(config, device, steps)
         row: dict[str, Any] = {"recipe": config, "command": " ".join(command[1:])}
-        if not (ROOT / "recipes" / config).exists():
+        if resolve_recipe(config) is None:
             row.update(ok=False, error="config not found")
         elif execute:
             start = time.perf_counter()

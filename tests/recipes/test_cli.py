@@ -15,7 +15,7 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lightning_losses.mixins.optimizers import OptimizerMixin
-from lightning_losses.recipes.cli import SUBCOMMANDS, LossesCLI, build_cli, main
+from lightning_losses.recipes.cli import SUBCOMMANDS, LossesCLI, build_cli, main, overlay_bases
 from tests._lightning import cli_output_args
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,10 +25,7 @@ OVERLAY_TAG = "# overlay-for:"
 
 def _overlay_bases(config: Path) -> list[Path]:
     """The base configs an overlay names on its first line (none for a base config)."""
-    first = config.read_text().splitlines()[0]
-    if not first.startswith(OVERLAY_TAG):
-        return []
-    return [config.parent / name for name in first[len(OVERLAY_TAG) :].split()]
+    return [config.parent / name for name in overlay_bases(config)]
 
 
 BASES = [c for c in CONFIGS if not _overlay_bases(c)]
