@@ -72,13 +72,7 @@ def _chunk_logits(
     # (a NaN row times a zero gradient would still poison the weight gradient).
     h = torch.where(valid[:, None], hidden, hidden.new_zeros(()))
     # The product runs in the input dtype (bf16 tensor cores on GPU, float32 accumulation);
-    # the softmax math runs on the float32-upcast chunk. float16 is the exception: its range
-    # (±65504) overflows on large logits that float32 holds, so its product runs in float32.
-    if h.dtype == torch.float16:
-        h32, w32 = h.float(), weight.float()
-        b32 = None if bias is None else bias.float()
-        logits = h32 @ w32.T if b32 is None else torch.addmm(b32, h32, w32.T)
-        return logits, h
+    # the softmax math runs on the float32-upcast chunk.
     logits = h @ weight.T if bias is None else torch.addmm(bias, h, weight.T)
     return upcast(logits), h
 
@@ -121,13 +115,6 @@ def _chunk_grads(
     d = ce_z_grad_logits(logits, lse, target, gc, gz, label_smoothing, coeff, inplace=True)
     if grad_b is not None:
         grad_b += d.sum(0)
-    if weight.dtype == torch.float16:  # the products in float32, as in `_chunk_logits`
-        w32 = weight.float()
-        if grad_h is not None:
-            grad_h.copy_(d @ w32)
-        if grad_w is not None:
-            grad_w += d.T @ h.float()
-        return
     d = d.to(weight.dtype)
     if grad_h is not None:
         torch.mm(d, weight, out=grad_h)
@@ -328,6 +315,12 @@ def _prepare_linear(
             if weight.dtype not in _LOW_PRECISION:
                 raise TypeError(f"bias must have dtype {weight.dtype}, got {bias.dtype}")
             bias = bias.to(weight.dtype)
+    if weight.dtype == torch.float16:
+        # float16's range (±65504) overflows on logits that float32 holds (hidden states and
+        # weights around 1e4): compute in float32, once per call; the casts are differentiable,
+        # so the gradients come back in float16.
+        input, weight = input.float(), weight.float()
+        bias = None if bias is None else bias.float()
     out_shape = input.shape[:-1]
     if target.shape != out_shape:
         raise ValueError(
