@@ -22,23 +22,31 @@ accumulation and AMP scaling, which arrive as the incoming gradient) does the re
 loop. Parameters of the loss itself (a learnable temperature) receive their gradient through the
 loss graph as usual.
 
-Scope and limits: one process (no DDP: DDP's reducer expects each parameter's gradient once per
-backward, and step 3 accumulates it once per chunk; a DDP-aware version with `no_sync` on every
-chunk but the last is future work, and the function refuses to run when a process group with
-more than one rank is initialised). BatchNorm normalises each chunk with its own statistics, so
-a BatchNorm encoder is not equivalent to the full batch (GradCache's encoders use LayerNorm); the
-replay runs with the running statistics frozen, so they are updated once, in step 1.
+The encoders' parameter gradients are returned to the autograd engine as the gradients of
+extra inputs of the returned loss, so each parameter's gradient is accumulated **once per
+backward**, as after a plain forward: under DDP the reducer's hooks fire once per parameter and
+the gradients are all-reduced once (not once per chunk), and gradient accumulation, AMP loss
+scaling and `no_sync` behave as for any loss. With a `gather_distributed` loss on every rank the
+result equals one process on the global batch (tested on 2 ranks). The price is one buffer of the
+encoders' parameter size that holds the sum over chunks before it reaches `.grad`.
+
+Scope and limits: the parameters are those of the encoders that are modules (or bound methods of
+modules, such as `model.encode`); a plain function that closes over parameters must name them
+with `params=`. BatchNorm normalises each chunk with its own statistics, so a BatchNorm encoder
+is not equivalent to the full batch (GradCache's encoders use LayerNorm); the replay runs with
+the running statistics frozen, so they are updated once, in step 1. FSDP is not supported: its
+sharded parameters are gathered per forward, and the replay's chunks would gather them again
+outside FSDP's backward hooks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from lightning_losses.distributed import get_world_size
 from lightning_losses.nn.vat import frozen_batchnorm_stats
 from lightning_losses.validation import check_int
 
@@ -97,18 +105,49 @@ def _cuda_device(batch: Batch) -> torch.device | None:
     return tensor.device if tensor.device.type == "cuda" else None
 
 
+def _encoder_params(
+    encoders: Sequence[Callable[..., Tensor]], params: Iterable[Tensor] | None
+) -> list[Tensor]:
+    """The trainable parameters the replay differentiates, each once (shared towers too)."""
+    if params is not None:
+        found = list(params)
+        for i, p in enumerate(found):
+            if not isinstance(p, Tensor):
+                raise TypeError(f"params[{i}] must be a tensor, got {type(p).__name__}")
+    else:
+        found = []
+        for i, encoder in enumerate(encoders):
+            owner = (
+                encoder
+                if isinstance(encoder, torch.nn.Module)
+                else getattr(encoder, "__self__", None)
+            )
+            if not isinstance(owner, torch.nn.Module):
+                raise TypeError(
+                    f"encoders[{i}] is neither a module nor a bound method of one, so its "
+                    "parameters are unknown; pass them with params="
+                )
+            found.extend(owner.parameters())
+    unique = {id(p): p for p in found if p.requires_grad}
+    if not unique:
+        raise ValueError("the encoders have no parameter that requires grad")
+    return list(unique.values())
+
+
 class _Replay(torch.autograd.Function):
-    """Identity on the loss; its backward re-encodes every chunk with the cached gradients."""
+    """Identity on the loss; its backward re-encodes every chunk and returns the parameters'
+    summed gradients to the engine, which accumulates them (and runs DDP's hooks) once."""
 
     @staticmethod
-    def forward(ctx: Any, loss: Tensor, replay: Callable[[Tensor], None]) -> Tensor:
+    def forward(
+        ctx: Any, loss: Tensor, replay: Callable[[Tensor], list[Tensor | None]], *params: Tensor
+    ) -> Tensor:
         ctx.replay = replay
         return loss.detach().clone()
 
     @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, None]:
-        ctx.replay(grad_out)
-        return grad_out, None
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        return (grad_out, None, *ctx.replay(grad_out))
 
 
 def grad_cache_loss(
@@ -117,6 +156,7 @@ def grad_cache_loss(
     loss_fn: Callable[..., Tensor],
     *,
     chunk_size: int,
+    params: Iterable[Tensor] | None = None,
 ) -> Tensor:
     r"""A batch-contrastive loss computed with GradCache; its backward re-encodes chunk by chunk.
 
@@ -129,15 +169,18 @@ def grad_cache_loss(
         loss_fn: `loss_fn(*reps)`, the full-batch loss on every encoder's representations, a
             scalar (e.g. `lambda q, d: info_nce(q, d)`); it may have parameters of its own.
         chunk_size: samples per chunk in both encoder passes.
+        params: the parameters the encoders use; default: every trainable parameter of the
+            encoders that are modules or bound methods of modules (required otherwise).
 
     Returns:
         The scalar loss (value of `loss_fn` on the full batch). Calling `.backward()` on it (or
         on anything it enters linearly, such as Lightning's scaled loss) accumulates into every
-        encoder parameter's `.grad` the full-batch gradient. Backward may be called once.
+        encoder parameter's `.grad` the full-batch gradient, once (so DDP all-reduces it once).
+        A parameter no chunk reaches keeps its `.grad`. Backward may be called once.
 
     Raises:
-        TypeError: bad encoders, inputs or a non-scalar loss.
-        ValueError: `chunk_size < 1`, mismatched counts, or a multi-rank process group.
+        TypeError: bad encoders, inputs or params, or a non-scalar loss.
+        ValueError: `chunk_size < 1`, mismatched counts, or no trainable parameter.
 
     Example:
         >>> import torch
@@ -168,11 +211,7 @@ def grad_cache_loss(
             raise TypeError(f"encoders[{i}] must be callable, got {type(encoder).__name__}")
     for i, batch in enumerate(input_list):
         _batch_size(batch, f"inputs[{i}]")
-    if get_world_size() > 1:
-        raise ValueError(
-            "grad_cache_loss supports one process only: under DDP its chunked backward would "
-            "reach DDP's reducer once per chunk; use it without DDP"
-        )
+    param_list = _encoder_params(encoder_list, params)
 
     # Step 1: representations without a graph, each chunk's RNG state recorded.
     chunks: list[list[Batch]] = []
@@ -201,8 +240,11 @@ def grad_cache_loss(
         torch.zeros_like(r) if g is None else g.detach() for r, g in zip(reps, cache, strict=True)
     ]
 
-    def replay(grad_out: Tensor) -> None:
-        # Step 3: re-encode each chunk from its recorded RNG state, back-propagate <f(x_c), G_c>.
+    def replay(grad_out: Tensor) -> list[Tensor | None]:
+        # Step 3: re-encode each chunk from its recorded RNG state and sum the parameter
+        # gradients of <f(x_c), G_c> over chunks. `autograd.grad` leaves `.grad` and the
+        # accumulation hooks alone; the engine accumulates the sum once, after this returns.
+        summed: list[Tensor | None] = [None] * len(param_list)
         devices = [d for d in (_cuda_device(b) for b in input_list) if d is not None]
         with torch.random.fork_rng(devices=devices), torch.enable_grad():
             for encoder, batch, parts, part_states, g in zip(
@@ -216,6 +258,13 @@ def grad_cache_loss(
                         out = _call(encoder, part)
                     g_part = g[offset : offset + out.shape[0]] * grad_out.to(g.dtype)
                     offset += out.shape[0]
-                    torch.autograd.backward(out, g_part.to(out.dtype))
+                    chunk_grads = torch.autograd.grad(
+                        out, param_list, g_part.to(out.dtype), allow_unused=True
+                    )
+                    for i, cg in enumerate(chunk_grads):
+                        prev = summed[i]
+                        if cg is not None:
+                            summed[i] = cg if prev is None else prev.add_(cg)
+        return summed
 
-    return _Replay.apply(loss, replay)
+    return _Replay.apply(loss, replay, *param_list)

@@ -158,6 +158,8 @@ def test_lightning_automatic_optimization_equals_full_batch(accumulate):
         ({"inputs": [1, 2]}, ValueError, "encoders"),
         ({"loss_fn": lambda r: r.sum(1)}, TypeError, "scalar"),
         ({"loss_fn": 3}, TypeError, "loss_fn"),
+        ({"params": [3]}, TypeError, "params"),
+        ({"encoders": torch.nn.ReLU()}, ValueError, "no parameter"),
     ],
 )
 def test_invalid_arguments(kwargs, error, match):
@@ -185,3 +187,42 @@ def test_loss_is_not_computed_twice_and_value_matches():
     loss.backward()
     assert len(calls) == 1
     torch.testing.assert_close(loss, F.softplus(enc(x)).mean().detach())
+
+
+def test_plain_function_encoder_needs_params_and_bound_methods_find_them():
+    enc = Tower()
+    x, _ = _data()
+
+    def encode(batch):  # closes over enc: its parameters cannot be discovered
+        return enc(batch)
+
+    with pytest.raises(TypeError, match="params="):
+        grad_cache_loss(encode, x, lambda r: r.square().mean(), chunk_size=5)
+    grad_cache_loss(
+        encode, x, lambda r: r.square().mean(), chunk_size=5, params=enc.parameters()
+    ).backward()
+    with_params = _grads(enc)
+    enc.zero_grad()
+    grad_cache_loss(enc.forward, x, lambda r: r.square().mean(), chunk_size=5).backward()
+    bound = _grads(enc)
+    enc.zero_grad()
+    enc(x).square().mean().backward()
+    for a, b, c in zip(with_params, bound, _grads(enc), strict=True):
+        torch.testing.assert_close(a, c, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(b, c, atol=1e-6, rtol=1e-5)
+
+
+def test_gradient_accumulates_once_and_unreached_parameters_keep_no_grad():
+    enc = Tower()
+    unused = torch.nn.Parameter(torch.ones(3))
+    x, _ = _data()
+    seen = {}
+    for name, p in enc.named_parameters():
+        p.register_post_accumulate_grad_hook(
+            lambda p, name=name: seen.update({name: seen.get(name, 0) + 1})
+        )
+    params = [*enc.parameters(), unused]
+    grad_cache_loss(enc, x, lambda r: r.square().mean(), chunk_size=2, params=params).backward()
+    # six chunks, but each parameter's `.grad` is accumulated once (what DDP's reducer needs)
+    assert seen == {name: 1 for name, _ in enc.named_parameters()}
+    assert unused.grad is None
