@@ -216,6 +216,16 @@ def _segmentation_imbalance(r: dict, mod: ModuleType) -> None:
         assert all(0 <= c["mean"] <= 1 for c in row["dice"] + row["iou"])
 
 
+def _vat_semi(r: dict, mod: ModuleType) -> None:
+    assert set(r) == {"meta", "summary", "paired_vat_minus_supervised", "runs"}
+    assert set(r["summary"]) == set(mod.ARMS)
+    for run in r["runs"]:
+        assert run["chosen"] in mod.GRIDS[run["arm"]]
+        assert 0.0 <= run["test_acc"] <= 1.0
+        # the configuration kept is the best on validation, never chosen on test
+        assert run["val_acc"] == max(run["val_by_config"].values())
+
+
 CHECKS: dict[str, Callable[[dict, ModuleType], None]] = {
     "bloop": _bloop,
     "gpu_readiness": _gpu_readiness,
@@ -236,6 +246,7 @@ CHECKS: dict[str, Callable[[dict, ModuleType], None]] = {
     "robust_regression": _robust_regression,
     "sam": _sam,
     "segmentation_imbalance": _segmentation_imbalance,
+    "vat_semi": _vat_semi,
 }
 NO_FIGURE = {"gpu_readiness", "losses_speed", "reweighting_toy"}
 
