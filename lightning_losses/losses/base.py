@@ -29,6 +29,7 @@ class InputKind:
     DENSE = "dense"  # per-pixel / per-voxel predictions (segmentation)
     REGRESSION = "regression"  # real-valued predictions and targets
     ROUTING = "routing"  # router probabilities [T, N] + selected experts [T, K] (MoE aux losses)
+    ATTRIBUTION = "attribution"  # attribution maps [N, H, W] + region masks (explanation guidance)
 
     ALL: ClassVar[tuple[str, ...]] = (
         CLASSIFICATION,
@@ -40,6 +41,7 @@ class InputKind:
         DENSE,
         REGRESSION,
         ROUTING,
+        ATTRIBUTION,
     )
 
 
