@@ -51,9 +51,9 @@ What the base owns, so that no behaviour carries it alone:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -61,9 +61,12 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
-from lightning_losses.distributed import all_gather_no_grad, get_rank
+from lightning_losses.distributed import all_gather_no_grad, all_reduce_sum, get_rank
 from lightning_losses.mixins.loss import GradientHandler, LossModel, Role, SampleWeighter
 from lightning_losses.validation import check_int
+
+if TYPE_CHECKING:
+    from torch.distributed.tensor import DTensor
 
 __all__ = [
     "BehaviourCallback",
@@ -72,8 +75,11 @@ __all__ = [
     "Role",
     "SampleWeighter",
     "generator_state",
+    "is_dtensor",
+    "local_shard",
     "restore_generator",
     "resume_seed",
+    "shard_sum_fn",
 ]
 
 # A large odd multiplier keeps (seed, rank, step) -> seed injective over realistic ranges.
@@ -98,6 +104,78 @@ def resume_seed(seed: int, rank: int, global_step: int) -> int:
         1000004
     """
     return seed + rank + _STEP_STRIDE * (global_step + 1)
+
+
+def is_dtensor(t: Tensor) -> TypeGuard[DTensor]:
+    """Whether `t` is a `DTensor` (an FSDP2 / `ModelParallelStrategy` parameter or gradient).
+
+    Args:
+        t: a tensor.
+
+    Returns:
+        `True` for a DTensor (duck-typed: no import of `torch.distributed.tensor`).
+
+    Example:
+        >>> import torch
+        >>> from lightning_losses.callbacks.base import is_dtensor
+        >>> is_dtensor(torch.ones(2))
+        False
+    """
+    return hasattr(t, "device_mesh") and hasattr(t, "placements")
+
+
+def local_shard(t: Tensor) -> Tensor:
+    """The rank's shard of a DTensor (it shares storage: in-place edits reach the parameter).
+
+    Args:
+        t: a tensor or DTensor.
+
+    Returns:
+        `t.to_local()` for a DTensor, `t` itself otherwise.
+
+    Example:
+        >>> import torch
+        >>> from lightning_losses.callbacks.base import local_shard
+        >>> local_shard(torch.ones(2))
+        tensor([1., 1.])
+    """
+    return t.to_local() if is_dtensor(t) else t
+
+
+def shard_sum_fn(params: Sequence[Tensor], owner: str) -> Callable[[Tensor], Tensor]:
+    """A function that sums a per-rank partial over the process group that shards `params`.
+
+    For a reduction over all parameters as one vector (a norm, a dot product) computed from the
+    local shards: every element lives on exactly one rank, so the sum of the local partials is the
+    global value. Only FSDP2-style sharding is supported (every DTensor sharded over one mesh
+    dimension, all on one process group).
+
+    Args:
+        params: the (DTensor) parameters; plain tensors are ignored.
+        owner: the caller's name, quoted in errors.
+
+    Returns:
+        `t -> all_reduce_sum(t, group)` (in place).
+
+    Raises:
+        ValueError: a parameter is replicated or on a multi-dimensional mesh, or the parameters
+            span several process groups.
+    """
+    groups = set()
+    for p in params:
+        if not is_dtensor(p):
+            continue
+        mesh = p.device_mesh
+        if mesh.ndim != 1 or not all(pl.is_shard() for pl in p.placements):
+            raise ValueError(
+                f"{owner} supports FSDP2 parameters sharded over one data-parallel mesh "
+                f"dimension, got placements {p.placements} on a {mesh.ndim}-D mesh"
+            )
+        groups.add(mesh.get_group())
+    if len(groups) != 1:
+        raise ValueError(f"{owner}: all sharded parameters must share one process group")
+    group = groups.pop()
+    return lambda t: all_reduce_sum(t, group=group)
 
 
 def _protocol_members(protocol: type) -> dict[str, str]:

@@ -51,20 +51,19 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor
 from typing_extensions import override
 
-from lightning_losses.callbacks.base import BehaviourCallback
+from lightning_losses.callbacks.base import BehaviourCallback, shard_sum_fn
+from lightning_losses.callbacks.base import is_dtensor as _is_dtensor
+from lightning_losses.callbacks.base import local_shard as _local
 from lightning_losses.distributed import all_reduce_sum, get_world_size
 from lightning_losses.mixins.loss import LossModel, Role
 from lightning_losses.validation import check_bool, check_choice, check_number
-
-if TYPE_CHECKING:
-    from torch.distributed.tensor import DTensor
 
 __all__ = [
     "EMA_STATE_KEY",
@@ -272,15 +271,6 @@ def ema_update_(ema: TensorOrList, g: TensorOrList, alpha: float) -> TensorOrLis
     return ema
 
 
-def _local(t: Tensor) -> Tensor:
-    # The rank's shard of a DTensor (shares storage), the tensor itself otherwise.
-    return t.to_local() if hasattr(t, "to_local") else t
-
-
-def _is_dtensor(t: Tensor) -> TypeGuard[DTensor]:
-    return hasattr(t, "device_mesh") and hasattr(t, "placements")
-
-
 class EMAGradientProjection(BehaviourCallback):
     r"""Bloop: add the aux gradient projected orthogonally to an EMA of the main gradient.
 
@@ -474,21 +464,7 @@ class EMAGradientProjection(BehaviourCallback):
     def _reduce_fn(self) -> Callable[[Tensor], Tensor] | None:
         if not self._sharded:
             return None
-        groups = set()
-        for p in self._params or []:
-            if _is_dtensor(p):
-                mesh = p.device_mesh
-                if mesh.ndim != 1 or not all(pl.is_shard() for pl in p.placements):
-                    raise ValueError(
-                        f"{type(self).__name__} supports FSDP2 parameters sharded over one "
-                        f"data-parallel mesh dimension, got placements {p.placements} on a "
-                        f"{mesh.ndim}-D mesh"
-                    )
-                groups.add(mesh.get_group())
-        if len(groups) != 1:
-            raise ValueError("all sharded parameters must share one process group")
-        group = groups.pop()
-        return lambda t: all_reduce_sum(t, group=group)
+        return shard_sum_fn(self._params or [], type(self).__name__)
 
     def _ema_for(self, optimizer: Any, p: Tensor, g: Tensor) -> tuple[Tensor, bool]:
         stored = optimizer.state.get(p, {}).get(EMA_STATE_KEY)

@@ -52,7 +52,10 @@ diagnostics (`sync_dist` at epoch end). The checkpoint holds every rank's genera
 (gathered when the checkpoint is built), so a resumed run (single device, or multi-rank on the
 same number of ranks) replays exactly the draws of an uninterrupted one; a rank with no saved
 state reseeds from `(seed, rank, global_step)`. Under FSDP use option (b) (scoring inside the
-wrapped forward). Checkpoint state: the generator states and the configuration.
+wrapped forward). Checkpoint state: the generator states, the configuration, every rank's
+running sums of the epoch's diagnostics and `history`, so a run resumed mid-epoch logs the same
+epoch means as an uninterrupted one (Lightning does not call `on_train_epoch_start` when it
+resumes mid-epoch: the restored sums carry on, and `start_epoch` is re-evaluated at train start).
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from lightning_losses.callbacks.base import BehaviourCallback
+from lightning_losses.distributed import all_gather_no_grad, get_rank
 from lightning_losses.mixins.loss import Role
 from lightning_losses.validation import check_int
 
@@ -255,6 +259,10 @@ def pld_select(
     return pld.select(batch, losses)
 
 
+# The epoch diagnostics `select` accumulates (see `_acc`), in their checkpoint layout.
+_STAT_NAMES = ("entropy", "noisy_share", "pool_noisy_share")
+
+
 class PLDResampling(BehaviourCallback):
     r"""Resample each instance's positive from its pool by the user's personal loss distribution.
 
@@ -366,6 +374,12 @@ class PLDResampling(BehaviourCallback):
 
     # ------------------------------------------------------------------------- hooks
     @override
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        # A mid-epoch resume skips on_train_epoch_start: decide the epoch's mode here too.
+        self._active = trainer.current_epoch >= self.start_epoch
+
+    @override
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._active = trainer.current_epoch >= self.start_epoch
         self._reset_stats()
@@ -410,3 +424,38 @@ class PLDResampling(BehaviourCallback):
             record[name] = float(value)
         self.history.append(record)
         self._reset_stats()
+
+    # ------------------------------------------------------------------------- state
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        # Every rank's running sums (the epoch means are synced over ranks): Lightning saves rank
+        # 0's callback state only, so rank 0 keeps all of them (a collective, like the generator).
+        # A fixed layout on every rank (a statistic a rank has not seen yet has count 0), so the
+        # gather never depends on which statistics each rank has accumulated.
+        names = list(_STAT_NAMES)
+        sums = [float(self._sums[n]) if n in self._sums else 0.0 for n in names]
+        counts = [float(self._counts.get(n, 0)) for n in names]
+        local = torch.tensor([sums + counts], dtype=torch.float64)
+        device = next(iter(self._sums.values())).device if self._sums else local.device
+        stats = all_gather_no_grad(local.to(device)).cpu()
+        return {
+            **super().state_dict(),
+            "epoch_stats": {"names": names, "values": stats},
+            "history": [dict(h) for h in self.history],
+        }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.history = [dict(h) for h in state_dict.get("history", [])]
+        self._reset_stats()
+        saved = state_dict.get("epoch_stats")
+        rank = get_rank()
+        if saved is None or rank >= saved["values"].shape[0]:
+            return  # an older checkpoint, or a rank it has no sums for: the epoch starts afresh
+        names, row = list(saved["names"]), saved["values"][rank]
+        for i, name in enumerate(names):
+            count = int(row[len(names) + i])
+            if count > 0:
+                self._sums[name] = row[i].float()
+                self._counts[name] = count

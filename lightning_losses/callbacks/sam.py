@@ -68,8 +68,15 @@ accelerator the same way).
 **DDP:** by default each rank perturbs with its own gradient (m-sharpness with $m$ = the per-rank
 batch, as in the paper; no extra communication), and DDP averages the pass-2 gradients. With
 `sync_perturbation=True` the pass-1 gradients are averaged over ranks first (one all-reduce of
-the flat gradient), so every rank uses the global-batch ascent direction. Sharded strategies
-(FSDP, `ModelParallelStrategy`) are refused.
+the flat gradient), so every rank uses the global-batch ascent direction.
+
+**FSDP2** (`ModelParallelStrategy`): needs `sync_perturbation=True`. The forward runs on
+all-gathered copies, so `torch.autograd.grad` cannot reach the sharded parameters; pass 1 runs a
+plain backward instead (FSDP2 reduce-scatters: each rank gets its shard of the rank-averaged
+gradient; the gradients accumulated by earlier micro-batches are set aside and put back), the
+norm is the square root of the shards' summed squares (one scalar all-reduce), and each rank
+perturbs and restores its own shards in place. A per-rank direction would need each rank's full
+unreduced gradient and is refused; so are FSDP1 and DeepSpeed (flat or partitioned parameters).
 
 **fp16 AMP:** pass 1 differentiates `scaler.scale(loss)` and divides by `scaler.get_scale()`
 itself (it never calls `scaler.unscale_`, which Lightning calls once for pass 2 before
@@ -93,7 +100,12 @@ from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor
 from typing_extensions import override
 
-from lightning_losses.callbacks.base import BehaviourCallback
+from lightning_losses.callbacks.base import (
+    BehaviourCallback,
+    is_dtensor,
+    local_shard,
+    shard_sum_fn,
+)
 from lightning_losses.distributed import all_reduce_sum, get_world_size, is_distributed
 from lightning_losses.mixins.loss import Role
 from lightning_losses.nn.vat import frozen_batchnorm_stats
@@ -111,6 +123,7 @@ def sam_perturbation(
     *,
     adaptive: bool = False,
     eta: float = 0.0,
+    sum_fn: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[list[Tensor], Tensor]:
     r"""The SAM / ASAM ascent step $\hat\epsilon$ for every parameter (fp32 norm).
 
@@ -124,6 +137,10 @@ def sam_perturbation(
         rho: the neighbourhood radius $\rho \ge 0$.
         adaptive: ASAM's scale-invariant neighbourhood.
         eta: ASAM's $\eta \ge 0$ (ignored unless `adaptive`).
+        sum_fn: for sharded parameters (`params` and `grads` are this rank's shards): sums the
+            local sum of squares over the ranks that hold the other shards (e.g.
+            `lightning_losses.callbacks.base.shard_sum_fn`), so that the norm is the global one.
+            `None`: `params` are whole.
 
     Returns:
         `(eps, norm)`: the list of $\hat\epsilon$ (each like its parameter) and the scalar
@@ -159,7 +176,12 @@ def sam_perturbation(
         scaled.append(g.float() * t if t is not None else g.float())
     present = [s for s in scaled if s is not None]
     device = params[0].device if len(params) else torch.device("cpu")
-    if present:
+    if sum_fn is not None:
+        # Shards: the global norm is the square root of the summed local sums of squares.
+        local = [s.square().sum() for s in present]
+        squares = torch.stack(local).sum() if local else torch.zeros((), device=device)
+        norm = sum_fn(squares).sqrt()
+    elif present:
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(s) for s in present]))
     else:
         norm = torch.zeros((), device=device)
@@ -241,7 +263,8 @@ class SAM(BehaviourCallback):
         interval: take a SAM step every `interval` optimizer steps (`global_step % interval ==
             0`), plain steps in between.
         sync_perturbation: under DDP, average the pass-1 gradients over ranks before the
-            perturbation (one all-reduce); default `False` is per-rank m-sharpness.
+            perturbation (one all-reduce); default `False` is per-rank m-sharpness. Required
+            under FSDP2, where the pass-1 gradient is always the rank-averaged one.
         replay_rng: run pass 2 from pass 1's RNG state (identical dropout masks).
 
     Example:
@@ -283,11 +306,18 @@ class SAM(BehaviourCallback):
                 "passes yourself with sam_perturbation"
             )
         strategy = type(trainer.strategy).__name__
-        if "FSDP" in strategy or "ModelParallel" in strategy or "DeepSpeed" in strategy:
+        if "FSDP" in strategy or "DeepSpeed" in strategy:
             raise ValueError(
-                f"SAM does not support the sharded strategy {strategy}: the pass-1 gradient "
-                "(torch.autograd.grad) would be of local shards without the reduce-scatter; "
-                "use DDP or a single device"
+                f"SAM does not support the sharded strategy {strategy}: its flat or partitioned "
+                "parameters hide the per-parameter shards the ascent step edits; use "
+                "ModelParallelStrategy (FSDP2, with sync_perturbation=True), DDP or a single device"
+            )
+        if "ModelParallel" in strategy and not self.sync_perturbation:
+            raise ValueError(
+                "SAM under ModelParallelStrategy (FSDP2) needs sync_perturbation=True: a rank "
+                "holds only the reduce-scattered (rank-averaged) gradient shard, so the ascent "
+                "direction is the global batch's; the per-rank direction (m-sharpness) would need "
+                "each rank's full unreduced gradient"
             )
 
     # ------------------------------------------------------------------------------ hooks
@@ -356,7 +386,15 @@ class SAM(BehaviourCallback):
         loss = _loss_of(first)
         if loss is None or not params:
             return first  # a skipped step: nothing to perturb
-        norm = self._perturb(params, self._ascent_grads(loss, params, trainer))
+        if any(is_dtensor(p) for p in params):
+            grads = self._ascent_grads_sharded(loss, params, trainer)
+            norm = self._perturb(
+                [local_shard(p) for p in params],
+                [None if g is None else local_shard(g) for g in grads],
+                shard_sum_fn(params, type(self).__name__),
+            )
+        else:
+            norm = self._perturb(params, self._ascent_grads(loss, params, trainer))
         if rng is not None:
             self._set_rng_state(rng)
         replay = _ReplayingWeighter(recorder.recorded) if recorder is not None else None
@@ -399,8 +437,40 @@ class SAM(BehaviourCallback):
             grads = _mean_over_ranks(grads, params)
         return grads
 
-    def _perturb(self, params: list[Tensor], grads: list[Tensor | None]) -> Tensor:
-        eps, norm = sam_perturbation(params, grads, self.rho, adaptive=self.adaptive, eta=self.eta)
+    def _ascent_grads_sharded(
+        self, loss: Tensor, params: list[Tensor], trainer: Trainer
+    ) -> list[Tensor | None]:
+        # FSDP2: the forward ran on all-gathered copies, so the sharded parameters are not in the
+        # autograd graph (torch.autograd.grad cannot reach them). A plain backward runs FSDP2's
+        # reduce-scatter and leaves each rank its shard of the rank-averaged gradient in p.grad;
+        # the gradients accumulated so far (earlier micro-batches) are set aside and put back.
+        plugin = getattr(trainer, "precision_plugin", None)
+        scaler = getattr(plugin, "scaler", None)
+        saved = [p.grad for p in params]
+        for p in params:
+            p.grad = None
+        try:
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+            grads: list[Tensor | None] = [p.grad for p in params]
+        finally:
+            for p, g in zip(params, saved, strict=True):
+                p.grad = g
+        if scaler is not None:
+            inv = 1.0 / float(scaler.get_scale())
+            grads = [None if g is None else g.float() * inv for g in grads]
+        return grads
+
+    def _perturb(
+        self,
+        params: list[Tensor],
+        grads: list[Tensor | None],
+        sum_fn: Callable[[Tensor], Tensor] | None = None,
+    ) -> Tensor:
+        # Under FSDP2 `params` and `grads` are the local shards (views: the edits reach the
+        # parameters) and `sum_fn` makes the norm global.
+        eps, norm = sam_perturbation(
+            params, grads, self.rho, adaptive=self.adaptive, eta=self.eta, sum_fn=sum_fn
+        )
         # A non-finite gradient (fp16 overflow in pass 1) has a non-finite norm: no ascent for
         # this micro-batch (the scaler judges pass 2). Decided on the device, without a sync.
         ok = torch.isfinite(norm)

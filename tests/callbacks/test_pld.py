@@ -313,9 +313,8 @@ def test_resume_replays_the_uninterrupted_draws(tmp_path):
         assert torch.equal(a, b)
     for a, b in zip(full.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
-    assert [h["noisy_share"] for h in full_pld.history[2:]] == [
-        h["noisy_share"] for h in resumed_pld.history
-    ]
+    # The checkpoint carries the per-epoch history: the resumed one is the whole run's.
+    assert full_pld.history == resumed_pld.history
 
     # ... and that is the saved generator's doing: resumed from the same checkpoint without the
     # callback's state, the rank reseeds from (seed, rank, step) and draws differently.
@@ -330,7 +329,7 @@ def test_resume_replays_the_uninterrupted_draws(tmp_path):
 
 def test_rank_without_saved_state_reseeds_from_seed_rank_and_step():
     pld = PLDResampling(seed=5)
-    fake = SimpleNamespace(global_rank=1, global_step=12)
+    fake = SimpleNamespace(global_rank=1, global_step=12, current_epoch=3)
     pld.setup(fake, NoInterfaceButScorer(), "fit")
     assert torch.equal(pld.generator.get_state(), torch.Generator().manual_seed(6).get_state())
     pld.load_state_dict({"generator": torch.zeros(0, 5056, dtype=torch.uint8)})  # no row for us

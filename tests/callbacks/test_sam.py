@@ -11,6 +11,7 @@ Tolerance: float32 runs vs float64, `atol=1e-6, rtol=1e-5`.
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -168,6 +169,47 @@ def test_zero_or_missing_gradient_gives_zero_perturbation():
 def test_invalid_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         SAM(**kwargs)
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_sharded_perturbation_equals_the_whole_one(adaptive):
+    # Two "ranks" hold the row halves of every parameter; sum_fn adds the other rank's partial,
+    # as the all-reduce over the FSDP2 group would. The shards' eps must be the whole eps's rows.
+    g = torch.Generator().manual_seed(2)
+    params = [torch.randn(4, 3, generator=g, dtype=torch.float64), torch.randn(6, generator=g)]
+    params[1] = params[1].double()
+    grads = [torch.randn_like(p) for p in params]
+    kw = dict(rho=0.4, adaptive=adaptive, eta=0.01)
+    whole, whole_norm = sam_perturbation(params, grads, **kw)
+    halves = [[p[: len(p) // 2] for p in params], [p[len(p) // 2 :] for p in params]]
+    ghalves = [[x[: len(x) // 2] for x in grads], [x[len(x) // 2 :] for x in grads]]
+    t = [(p.abs() + 0.01) if adaptive else torch.ones_like(p) for p in params]
+    partial = [
+        sum(((gx * tx) ** 2).sum() for gx, tx in zip(gh, th, strict=True))
+        for gh, th in zip(ghalves, ([x[: len(x) // 2] for x in t], [x[len(x) // 2 :] for x in t]))
+    ]
+    for r in range(2):
+
+        def add_other(sq, other=partial[1 - r]):
+            return sq + other
+
+        eps, norm = sam_perturbation(halves[r], ghalves[r], **kw, sum_fn=add_other)
+        torch.testing.assert_close(norm.double(), whole_norm.double())
+        for e, w in zip(eps, whole, strict=True):
+            half = len(w) // 2
+            torch.testing.assert_close(e, w[:half] if r == 0 else w[half:])
+
+
+def test_fsdp2_needs_the_synced_perturbation_and_other_sharding_is_refused():
+    from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
+
+    trainer = SimpleNamespace(strategy=ModelParallelStrategy())
+    with pytest.raises(ValueError, match="sync_perturbation=True"):
+        SAM().check_module(trainer, Model())
+    SAM(sync_perturbation=True).check_module(trainer, Model())  # accepted
+    trainer = SimpleNamespace(strategy=FSDPStrategy())
+    with pytest.raises(ValueError, match="FSDPStrategy"):
+        SAM(sync_perturbation=True).check_module(trainer, Model())
 
 
 def test_mismatched_gradients_are_refused():
