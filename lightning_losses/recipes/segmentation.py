@@ -17,7 +17,15 @@ to the run's log directory (`segmentation_val.png`, `segmentation_test.png`).
 ```bash
 lightning-losses fit --config recipes/vision/segmentation.yaml
 lightning-losses fit --config recipes/vision/segmentation.yaml --model.criterion focal
+lightning-losses fit --config recipes/vision/segmentation.yaml --trainer.devices 2 \
+    --trainer.strategy lightning.pytorch.strategies.ModelParallelStrategy \
+    --trainer.strategy.data_parallel_size 2 --trainer.strategy.tensor_parallel_size 1  # FSDP2
 ```
+
+FSDP2: `SegmentationModule.configure_model` applies `fully_shard` to every encoder stage and
+decoder block, then to the network. BatchNorm normalises each rank's batch on its own, as under
+DDP without `sync_batchnorm`; its running statistics are buffers, which FSDP2 neither shards nor
+synchronises, so each rank keeps its own (DDP instead broadcasts rank 0's at every forward).
 
 segmentation_models_pytorch is the `[vision]` extra (`pip install "lightning-losses[vision]"`),
 imported when the network is built.
@@ -193,11 +201,51 @@ def plot_segmentation(
     return path
 
 
+def _shard_units(net: nn.Module) -> list[nn.Module]:
+    """The submodules that FSDP2 shards one by one: encoder stages, then decoder blocks.
+
+    Encoder stages are the children of a timm encoder's `blocks` (the `tu-` encoders) or a
+    ResNet's `layer1` to `layer4` (smp's own ResNet encoders); decoder blocks are the children
+    of the decoder's `blocks` (the U-Net family). A network with neither gives `[]`: it is then
+    sharded as one unit.
+
+    Args:
+        net: a segmentation_models_pytorch network.
+
+    Returns:
+        The units, each holding parameters, in forward order.
+
+    Example:
+        >>> net = build_segmentation_net(num_classes=3)
+        >>> [type(m).__name__ for m in _shard_units(net)][-1]
+        'UnetDecoderBlock'
+    """
+    units: list[nn.Module] = []
+    encoder = getattr(net, "encoder", None)
+    if encoder is not None:
+        body = getattr(encoder, "model", encoder)  # timm encoders wrap the features model
+        blocks = getattr(body, "blocks", None)
+        if isinstance(blocks, nn.Sequential | nn.ModuleList):
+            units.extend(blocks)
+        else:
+            units.extend(
+                m
+                for name in ("layer1", "layer2", "layer3", "layer4")
+                if isinstance(m := getattr(body, name, None), nn.Module)
+            )
+    decoder_blocks = getattr(getattr(net, "decoder", None), "blocks", None)
+    if isinstance(decoder_blocks, nn.Sequential | nn.ModuleList):
+        units.extend(decoder_blocks)
+    return [u for u in units if any(True for _ in u.parameters())]
+
+
 class SegmentationModule(OptimizerMixin, LossMixin, LightningModule):
     """A segmentation network trained with any classification or dense catalog loss.
 
     Batches are `{"image": [B, C, H, W], "mask": [B, H, W]}` dicts (see
     [SegmentationDataModule][lightning_losses.data.segmentation.SegmentationDataModule]).
+    Under FSDP2 (`ModelParallelStrategy`), `configure_model` shards every encoder stage and
+    decoder block, then the network; BatchNorm statistics stay per rank (see the module notes).
 
     Args:
         criterion: registry name, `{"name": ..., **kwargs}`,
@@ -384,6 +432,31 @@ class SegmentationModule(OptimizerMixin, LossMixin, LightningModule):
 
     def on_test_end(self) -> None:
         self._save_figure("test")
+
+    def configure_model(self) -> None:
+        # FSDP2 under ModelParallelStrategy: shard each encoder stage and each decoder block (the
+        # units whose parameters are used together), then the network (stem, head, the rest).
+        # Only parameters are sharded: BatchNorm's running statistics stay per-rank buffers and
+        # each rank normalises its own batch, exactly as under DDP without `sync_batchnorm`.
+        mesh = getattr(self, "device_mesh", None)
+        if mesh is None or getattr(self, "_fsdp_applied", False):
+            return
+        from torch.distributed.fsdp import fully_shard
+
+        dp_mesh = mesh["data_parallel"] if "data_parallel" in (mesh.mesh_dim_names or ()) else mesh
+        if dp_mesh.size() < mesh.size():
+            # The recipe applies no tensor parallelism: a tensor-parallel dimension (what
+            # ModelParallelStrategy's "auto" sizes give on one node) would only replicate work.
+            raise ValueError(
+                f"the segmentation recipe shards over data parallelism only, but the device mesh "
+                f"has {mesh.size()} ranks of which {dp_mesh.size()} data-parallel: pass "
+                f"--trainer.strategy.data_parallel_size {mesh.size()} "
+                "--trainer.strategy.tensor_parallel_size 1"
+            )
+        for unit in _shard_units(self.net):
+            fully_shard(unit, mesh=dp_mesh)
+        fully_shard(self.net, mesh=dp_mesh)
+        self._fsdp_applied = True
 
     def default_optimizer(self, params: Any) -> torch.optim.Optimizer:
         """AdamW with `lr` and `weight_decay` (replaced by `--optimizer` on the command line)."""

@@ -1,9 +1,12 @@
-"""2-rank DDP (gloo, CPU) run of the segmentation recipe; each rank saves what it saw.
+"""2-rank (gloo, CPU) runs of the segmentation recipe, DDP then FSDP2; each rank saves what it saw.
 
-Lightning's launcher re-executes this script once per rank. Per rank it saves the training
-batches' indices and local losses, the final parameters and buffers (BatchNorm statistics differ
-per rank), and the synced validation metrics, so the test can replay both ranks in one process.
-Usage: ``python _segmentation_worker.py OUT_PREFIX`` (writes ``OUT_PREFIX.rank{0,1}.pt``).
+Launched once with ``torchrun --standalone --nproc_per_node 2``; both Trainers reuse the process
+group. The FSDP2 run uses ``ModelParallelStrategy`` (the recipe's ``configure_model`` shards every
+encoder stage and decoder block, then the network). Per rank and run it saves the training
+batches' indices and local losses, the final (full) parameters and buffers (BatchNorm statistics
+differ per rank), and the synced validation metrics, so the test can replay both ranks in one
+process. Usage: ``torchrun ... _segmentation_worker.py OUT_PREFIX`` (writes
+``OUT_PREFIX.rank{0,1}.pt``, a dict ``{"ddp": ..., "fsdp": ...}``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import sys
 import torch
 import torch.distributed as dist
 from lightning.pytorch import Callback, Trainer
+from lightning.pytorch.strategies import DDPStrategy, ModelParallelStrategy
 
 from lightning_losses.data import SegmentationDataModule
 from lightning_losses.recipes.segmentation import SegmentationModule
@@ -47,36 +51,52 @@ class Recorder(Callback):
         )
 
 
-def main(prefix: str) -> None:
-    torch.set_num_threads(1)
+def _full(tensor: torch.Tensor) -> torch.Tensor:
+    # FSDP2 parameters are DTensor shards: gather the full tensor (a collective, every rank).
+    full = tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+    return full.detach().clone()
+
+
+def run(kind: str, prefix: str) -> dict:
     torch.manual_seed(0)
     model = SegmentationModule(**MODEL)
     rec = Recorder()
+    strategy = (
+        DDPStrategy()
+        if kind == "ddp"
+        else ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1)
+    )
     trainer = Trainer(
         accelerator="cpu",
         devices=2,
-        strategy="ddp",
+        strategy=strategy,
         max_steps=2,
         num_sanity_val_steps=0,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        default_root_dir=f"{prefix}_root",
+        default_root_dir=f"{prefix}_{kind}_root",
         callbacks=[rec],
     )
     trainer.fit(model, SegmentationDataModule(**DATA))
     metrics = trainer.validate(model, SegmentationDataModule(**DATA), verbose=False)[0]
-    torch.save(
-        {
-            "rank": trainer.global_rank,
-            "steps": rec.steps,
-            "params": {k: v.detach().clone() for k, v in model.named_parameters()},
-            "buffers": {k: v.detach().clone() for k, v in model.named_buffers()},
-            "metrics": metrics,
-        },
-        f"{prefix}.rank{trainer.global_rank}.pt",
-    )
+    from torch.distributed.fsdp import FSDPModule
+
+    return {
+        "rank": trainer.global_rank,
+        "steps": rec.steps,
+        "params": {k: _full(v) for k, v in model.named_parameters()},
+        "buffers": {k: v.detach().clone() for k, v in model.named_buffers()},
+        "metrics": metrics,
+        "fsdp_modules": sum(isinstance(m, FSDPModule) for m in model.modules()),
+    }
+
+
+def main(prefix: str) -> None:
+    torch.set_num_threads(1)
+    results = {kind: run(kind, prefix) for kind in ("ddp", "fsdp")}
+    torch.save(results, f"{prefix}.rank{results['ddp']['rank']}.pt")
     if dist.is_initialized():
         dist.destroy_process_group()
 

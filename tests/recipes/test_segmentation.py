@@ -17,6 +17,7 @@ from lightning_losses.losses import DiceCELoss, DiceFocalLoss, DiceLoss, Tversky
 from lightning_losses.recipes.cli import build_cli
 from lightning_losses.recipes.segmentation import (
     SegmentationModule,
+    _shard_units,
     build_segmentation_net,
     plot_segmentation,
 )
@@ -69,6 +70,46 @@ def test_network_maps_images_to_class_logits_and_checks_the_size():
     assert net(torch.zeros(1, 1, 16, 16)).shape == (1, 3, 16, 16)
     with pytest.raises(ValueError, match="decoder_channels"):
         build_segmentation_net(encoder_depth=3, decoder_channels=(16, 8))
+
+
+@pytest.mark.parametrize(("encoder", "stages"), [("tu-mobilenetv3_small_050", 6), ("resnet18", 4)])
+def test_fsdp2_units_are_the_encoder_stages_and_decoder_blocks(encoder, stages):
+    net = build_segmentation_net(encoder=encoder, decoder_channels=(32, 16, 8))
+    units = _shard_units(net)
+    decoder = list(net.decoder.blocks)
+    assert len(units) == stages + len(decoder) and units[stages:] == decoder
+    # Disjoint units; what they leave out (stem, head) goes to the network's own unit.
+    owned = [id(p) for u in units for p in u.parameters()]
+    assert len(owned) == len(set(owned))
+    rest = {id(p) for p in net.parameters()} - set(owned)
+    stem_and_head = [*net.segmentation_head.parameters()]
+    assert {id(p) for p in stem_and_head} <= rest
+
+
+class _Mesh:
+    """The two calls `configure_model` makes on a device mesh, for a 2 x 2 layout."""
+
+    mesh_dim_names = ("data_parallel", "tensor_parallel")
+
+    def __init__(self, size: int = 4) -> None:
+        self._size = size
+
+    def size(self) -> int:
+        return self._size
+
+    def __getitem__(self, name: str) -> _Mesh:
+        return _Mesh(2)
+
+
+def test_configure_model_is_a_no_op_without_a_mesh_and_refuses_tensor_parallel_ranks():
+    model = SegmentationModule(num_classes=3, decoder_channels=[16, 16, 8, 8, 8])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.configure_model()  # single process / DDP: nothing to shard
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not any(hasattr(p, "device_mesh") for p in model.parameters())
+    model._device_mesh = _Mesh()
+    with pytest.raises(ValueError, match="tensor_parallel_size 1"):
+        model.configure_model()
 
 
 def test_missing_smp_names_the_vision_extra(monkeypatch):

@@ -1,0 +1,109 @@
+"""The distributed matrix: recipe x behaviour callback cells on 2 gloo ranks vs one process.
+
+One ``torchrun`` launch (``_matrix_worker.py``) trains every case of ``CASES`` for 2 SGD steps
+under DDP or FSDP2 (``ModelParallelStrategy``, the recipe's ``configure_model``), rank r on its
+half of each fixed global batch of 8. The reference trains the same seeded module with the same
+callbacks in this process, on the whole global batches. For every cell: the mean of the two
+ranks' training losses equals the reference loss at each step (all the recipes here average
+per-sample losses, and the reweighting callbacks return each rank's slice of the global
+weights times the world size), and both ranks' final parameters equal the reference's.
+
+Where the difference is inherent (``relation="per_rank"``: metric learning's per-rank negatives
+without ``gather_distributed``, the MoE balance loss, a product of two batch means), the
+reference is what DDP optimises instead: the mean of the losses of the two row slices, each
+computed alone from the same RNG state (each rank draws its augmentations from the same seed).
+For those cells, and for the gathering metric-learning loss, the test also checks that the other
+relation gives a different result, so the documented difference is real.
+Tolerances (float32, different reduction order and sharding): losses ``1e-5`` absolute,
+parameters ``atol=1e-6, rtol=1e-5`` (largest measured gaps: 5e-7 and 2e-7). A cell whose
+callback the strategy refuses must fail with the callback's message. Each callback cell is also
+checked to change the result: its reference differs from the recipe's reference without callback.
+
+The matrix with every cell's test, and the cells that are not meaningful, is
+``docs/design/distributed.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests._dist import run_python
+from tests.distributed import _matrix_worker as worker
+
+pytestmark = [pytest.mark.slow, pytest.mark.distributed]
+HERE = Path(__file__).resolve().parent
+CASES = {case.id: case for case in worker.CASES}
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("matrix")
+    prefix = tmp_path / "out"
+    run_python(
+        [
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(HERE / "_matrix_worker.py"),
+            str(prefix),
+        ],
+        cwd=tmp_path,
+        timeout=400,
+    )
+    return [torch.load(f"{prefix}.rank{r}.pt", weights_only=False) for r in range(2)]
+
+
+_references: dict[str, dict] = {}
+
+
+def _reference(case: worker.Case) -> dict:
+    """One process, the whole global batches (cached: the "none" runs are shared)."""
+    key = f"{case.recipe}-{case.callback}-{case.relation}"
+    if key not in _references:
+        _references[key] = worker.fit(case, devices=1)
+    return _references[key]
+
+
+def test_every_case_ran_on_both_ranks(ranks):
+    assert all(set(r) == set(CASES) for r in ranks)
+
+
+@pytest.mark.parametrize("cell", [c for c, case in CASES.items() if case.refused is None])
+def test_two_ranks_equal_one_process_on_the_global_batch(ranks, cell):
+    case = CASES[cell]
+    ref = _reference(case)
+    runs = [r[cell] for r in ranks]
+    if case.strategy == "fsdp":  # the recipe's configure_model did shard
+        assert all(run["fsdp_modules"] > 0 for run in runs)
+    else:
+        assert all(run["fsdp_modules"] == 0 for run in runs)
+    for step in range(worker.STEPS):
+        mean = torch.stack([run["losses"][step] for run in runs]).mean()
+        torch.testing.assert_close(mean, ref["losses"][step], atol=1e-5, rtol=0, msg=f"step {step}")
+    for rank, run in enumerate(runs):
+        assert set(run["params"]) == set(ref["params"])
+        for name, value in ref["params"].items():
+            torch.testing.assert_close(
+                run["params"][name], value, atol=1e-6, rtol=1e-5, msg=f"rank {rank} {name}"
+            )
+    if case.contrast:  # the relation matters: the other one gives another result
+        other = "global" if case.relation == "per_rank" else "per_rank"
+        alt = _reference(dataclasses.replace(case, relation=other))
+        gap = max((alt["params"][n] - v).abs().max().item() for n, v in ref["params"].items())
+        assert gap > 1e-4, gap
+    if case.callback != "none":  # the callback acts: without it the reference differs
+        plain = _reference(dataclasses.replace(case, callback="none"))
+        gap = max((plain["params"][n] - v).abs().max().item() for n, v in ref["params"].items())
+        assert gap > 1e-4, gap
+
+
+@pytest.mark.parametrize("cell", [c for c, case in CASES.items() if case.refused is not None])
+def test_refused_cells_fail_with_the_callbacks_message(ranks, cell):
+    for r in ranks:
+        assert r[cell]["error"] is not None and CASES[cell].refused in r[cell]["error"]
