@@ -21,11 +21,13 @@ from torch import Tensor
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
+    from torch.distributed.device_mesh import DeviceMesh
 
 __all__ = [
     "all_gather_no_grad",
     "all_gather_with_grad",
     "all_reduce_sum",
+    "data_parallel_mesh",
     "get_rank",
     "get_world_size",
     "is_distributed",
@@ -182,3 +184,32 @@ def all_reduce_sum(tensor: Tensor, group: ProcessGroup | None = None) -> Tensor:
     if is_distributed() or group is not None:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=group)
     return tensor
+
+
+def data_parallel_mesh(mesh: DeviceMesh, recipe: str) -> DeviceMesh:
+    """The data-parallel sub-mesh a recipe shards over with FSDP2, refusing tensor-parallel ranks.
+
+    Lightning's `ModelParallelStrategy` builds a 2-D mesh (`data_parallel` × `tensor_parallel`);
+    its "auto" sizes on one node put every device in the tensor-parallel dimension. A recipe that
+    applies no tensor parallelism would then shard over a mesh of one rank while every rank trains
+    on the same batches, so that configuration is refused with the flags that fix it.
+
+    Args:
+        mesh: the LightningModule's `device_mesh`.
+        recipe: the recipe's name, for the error message.
+
+    Returns:
+        The `data_parallel` sub-mesh (the mesh itself when it has no named dimensions).
+
+    Raises:
+        ValueError: the mesh has tensor-parallel ranks.
+    """
+    dp_mesh = mesh["data_parallel"] if "data_parallel" in (mesh.mesh_dim_names or ()) else mesh
+    if dp_mesh.size() < mesh.size():
+        raise ValueError(
+            f"the {recipe} recipe shards over data parallelism only, but the device mesh has "
+            f"{mesh.size()} ranks of which {dp_mesh.size()} data-parallel: pass "
+            f"--trainer.strategy.data_parallel_size {mesh.size()} "
+            "--trainer.strategy.tensor_parallel_size 1"
+        )
+    return dp_mesh

@@ -25,6 +25,7 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
+from lightning_losses.distributed import data_parallel_mesh
 from lightning_losses.losses import NormPixLoss
 from lightning_losses.mixins import LossMixin, LossOutput, OptimizerMixin
 from lightning_losses.nn.mae import MaskedAutoencoder
@@ -311,7 +312,7 @@ class MaskedImageModeling(OptimizerMixin, LossMixin, LightningModule):
             return
         from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
 
-        dp_mesh = mesh["data_parallel"] if "data_parallel" in (mesh.mesh_dim_names or ()) else mesh
+        dp_mesh = data_parallel_mesh(mesh, "masked image modeling")
         decoders = [self.mae.decoder, *([self.mae.loss_decoder] if self.mae.loss_decoder else [])]
         for block in [*self.mae.blocks, *(b for d in decoders for b in d.blocks)]:
             fully_shard(block, mesh=dp_mesh)

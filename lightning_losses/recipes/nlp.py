@@ -29,7 +29,9 @@ MoE: `model_type="llama_moe"` replaces every Llama MLP with a routed
 [LossFreeBalancing][lightning_losses.callbacks.LossFreeBalancing]; routers count only the
 tokens of a batch's `attention_mask` (all tokens when the batch has none).
 
-FSDP2: with `--trainer.strategy lightning.pytorch.strategies.ModelParallelStrategy`,
+FSDP2: with `--trainer.strategy lightning.pytorch.strategies.ModelParallelStrategy
+--trainer.strategy.data_parallel_size 2 --trainer.strategy.tensor_parallel_size 1`
+(the strategy's default sizes on one node are all tensor-parallel, which the recipe refuses),
 `CausalLM.configure_model` applies `fully_shard` to every decoder layer, then the root.
 
 At setup the model checks the data: the tokenizer's vocabulary must fit `vocab_size`, and
@@ -57,6 +59,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from lightning_losses.distributed import data_parallel_mesh
 from lightning_losses.functional import chunked_linear_cross_entropy, z_loss
 from lightning_losses.losses import HiddenStatesCriterion, InputKind
 from lightning_losses.losses.hidden_states import consumes_hidden_states
@@ -389,7 +392,7 @@ class CausalLM(OptimizerMixin, LossMixin, LightningModule):
             return
         from torch.distributed.fsdp import fully_shard
 
-        dp_mesh = mesh["data_parallel"] if "data_parallel" in (mesh.mesh_dim_names or ()) else mesh
+        dp_mesh = data_parallel_mesh(mesh, "NLP")
         for layer in self.model.get_decoder().layers:
             fully_shard(layer, mesh=dp_mesh)
         fully_shard(self.model, mesh=dp_mesh)

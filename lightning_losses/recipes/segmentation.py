@@ -45,6 +45,7 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 from torchmetrics.segmentation import DiceScore, MeanIoU
 
+from lightning_losses.distributed import data_parallel_mesh
 from lightning_losses.losses import InputKind
 from lightning_losses.mixins import CriterionSpec, LossMixin, OptimizerMixin
 from lightning_losses.validation import check_int, check_number
@@ -443,16 +444,7 @@ class SegmentationModule(OptimizerMixin, LossMixin, LightningModule):
             return
         from torch.distributed.fsdp import fully_shard
 
-        dp_mesh = mesh["data_parallel"] if "data_parallel" in (mesh.mesh_dim_names or ()) else mesh
-        if dp_mesh.size() < mesh.size():
-            # The recipe applies no tensor parallelism: a tensor-parallel dimension (what
-            # ModelParallelStrategy's "auto" sizes give on one node) would only replicate work.
-            raise ValueError(
-                f"the segmentation recipe shards over data parallelism only, but the device mesh "
-                f"has {mesh.size()} ranks of which {dp_mesh.size()} data-parallel: pass "
-                f"--trainer.strategy.data_parallel_size {mesh.size()} "
-                "--trainer.strategy.tensor_parallel_size 1"
-            )
+        dp_mesh = data_parallel_mesh(mesh, "segmentation")
         for unit in _shard_units(self.net):
             fully_shard(unit, mesh=dp_mesh)
         fully_shard(self.net, mesh=dp_mesh)
