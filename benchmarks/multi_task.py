@@ -3,7 +3,8 @@
 Guide: ``docs/guide/multi_task.md``. Methods: ``sum`` (plain summed loss), ``uw`` (uncertainty
 weighting, Kendall et al. arXiv:1705.07115, LibMTL form), and the Jacobian aggregators of
 ``lightning_losses.multitask``: ``upgrad`` (arXiv:2406.16232), ``config`` (arXiv:2408.11104),
-``pcgrad`` (arXiv:2001.06782), ``mgda`` (arXiv:1810.04650).
+``pcgrad`` (arXiv:2001.06782), ``mgda`` (arXiv:1810.04650), ``nash_mtl`` (arXiv:2202.01017,
+default ``max_norm=1``).
 
 1. **Toy** (2 parameters, conflicting gradients): ``L1 = ½(x−a)ᵀA1(x−a)``,
    ``L2 = 5·½(x−b)ᵀA2(x−b)`` with ``a = (−1, 0)``, ``b = (1, 0)``, ``A1 = diag(1, 4)``,
@@ -24,7 +25,10 @@ weighting, Kendall et al. arXiv:1705.07115, LibMTL form), and the Jacobian aggre
    (Linux ``VmHWM`` after a ``clear_refs`` reset, minus the RSS after building model and data,
    over 3 steps, each implementation in a fresh process; CPU) of one UPGrad step with our callback's
    hooks (called directly, no Trainer) vs torchjd 0.18 (``autojac.backward`` + ``jac_to_grad``
-   with ``UPGrad()``), same model, data and tasks; plus the directions' max difference.
+   with ``UPGrad()``), same model, data and tasks; plus the directions' max difference. Also the
+   Gramian-only paths, which never store the ``[m, n]`` Jacobian: our callback with
+   ``gramian_only=True`` (per-module Gramian blocks, then one weighted backward) vs torchjd's
+   ``autogram.Engine(model, batch_dim=None)`` + ``UPGradWeighting`` + a weighted backward.
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/multi_task.py`` (a few minutes on one core). Writes
 ``results/multi_task.{json,md}`` and ``docs/assets/multi_task.png``; ``--smoke --out DIR``: a few
@@ -33,6 +37,7 @@ seconds, everything in ``DIR``.
 
 from __future__ import annotations
 
+import copy
 import logging
 import platform
 import statistics
@@ -49,7 +54,7 @@ from torch import nn
 from lightning_losses.callbacks import GradientAggregation
 from lightning_losses.multitask import UncertaintyWeighting, aggregate
 
-METHODS = ("sum", "uw", "upgrad", "config", "pcgrad", "mgda")
+METHODS = ("sum", "uw", "upgrad", "config", "pcgrad", "mgda", "nash_mtl")
 SEEDS = (0, 1, 2)
 LRS = (0.01, 0.03, 0.1, 0.3)
 TOY_STEPS, TOY_LR = 400, 0.02
@@ -332,7 +337,42 @@ def step_functions(hidden: int, batch: int) -> dict[str, Any]:
         jac_to_grad(params, aggregator)
         return torch.cat([p.grad.reshape(-1) for p in params])
 
-    return {"ours": ours, "torchjd": theirs, "params": sum(p.numel() for p in params)}
+    gram_cb = GradientAggregation("upgrad", log_stats=False, gramian_only=True)
+    gram_cb._hook_modules(holder)  # what setup() does inside a Trainer
+
+    def ours_gramian() -> torch.Tensor:
+        opt.zero_grad()
+        gram_cb._recording = True  # what on_train_batch_start does
+        o1, o2 = model(x)
+        main, right = F.cross_entropy(o1, y1), F.cross_entropy(o2, y2)
+        gram_cb.backward(holder, main, {"right": right}, accumulation_factor=1.0, scaler=None)  # type: ignore[arg-type]
+        gram_cb.on_before_optimizer_step(FakeTrainer(), holder, opt)  # type: ignore[arg-type]
+        return torch.cat([p.grad.reshape(-1) for p in params])
+
+    from torchjd.aggregation import UPGradWeighting
+    from torchjd.autogram import Engine
+
+    # A copy: the engine's hooks act on every forward of the model they are attached to.
+    ag_model = copy.deepcopy(model)
+    ag_params = list(ag_model.parameters())
+    engine = Engine(ag_model, batch_dim=None)
+    weighting = UPGradWeighting()
+
+    def theirs_autogram() -> torch.Tensor:
+        for p in ag_params:
+            p.grad = None
+        o1, o2 = ag_model(x)
+        losses = torch.stack([F.cross_entropy(o1, y1), F.cross_entropy(o2, y2)])
+        losses.backward(weighting(engine.compute_gramian(losses)))
+        return torch.cat([p.grad.reshape(-1) for p in ag_params])
+
+    return {
+        "ours": ours,
+        "torchjd": theirs,
+        "gramian": ours_gramian,
+        "autogram": theirs_autogram,
+        "params": sum(p.numel() for p in params),
+    }
 
 
 def peak_extra_mib(impl: str, hidden: int, batch: int, steps: int = 3) -> float | None:
@@ -367,15 +407,22 @@ def _peak_in_subprocess(impl: str, hidden: int, batch: int) -> float | None:
 
 def measure_cost(hidden: int, batch: int, reps: int, *, fresh_process: bool) -> dict[str, Any]:
     fns = step_functions(hidden, batch)
-    gap = float((fns["ours"]() - fns["torchjd"]()).abs().max())
-    names = ("ours", "torchjd")
+    reference = fns["ours"]()
+    gap = float((reference - fns["torchjd"]()).abs().max())
+    gramian_gap = max(float((reference - fns[k]()).abs().max()) for k in ("gramian", "autogram"))
+    names = ("ours", "torchjd", "gramian", "autogram")
     times: dict[str, list[float]] = {k: [] for k in names}
     for rep in range(reps):
         for name in names if rep % 2 == 0 else names[::-1]:
             start = time.perf_counter()
             fns[name]()
             times[name].append(time.perf_counter() - start)
-    row: dict[str, Any] = {"params": fns["params"], "batch": batch, "direction_gap": gap}
+    row: dict[str, Any] = {
+        "params": fns["params"],
+        "batch": batch,
+        "direction_gap": gap,
+        "gramian_direction_gap": gramian_gap,
+    }
     for name in names:
         row[f"{name}_ms"] = 1e3 * statistics.median(times[name])
         row[f"{name}_peak_mib"] = (
@@ -384,6 +431,7 @@ def measure_cost(hidden: int, batch: int, reps: int, *, fresh_process: bool) -> 
             else peak_extra_mib(name, hidden, batch)
         )
     row["time_ratio"] = row["ours_ms"] / row["torchjd_ms"]
+    row["gramian_time_ratio"] = row["gramian_ms"] / row["autogram_ms"]
     return row
 
 
@@ -430,6 +478,18 @@ def markdown(result: dict[str, Any]) -> str:
         f"{c['time_ratio']:.2f} | "
         f"{fmt(c['ours_peak_mib'])} | {fmt(c['torchjd_peak_mib'])} | {c['direction_gap']:.1e} |"
     )
+    lines += [
+        "",
+        "Gramian-only paths (never store the Jacobian): ours (`gramian_only=True`) vs torchjd "
+        "`autogram.Engine(batch_dim=None)`",
+        "",
+        "| ours ms | autogram ms | ratio | ours peak MiB | autogram peak MiB | direction gap "
+        "(vs the Jacobian path) |",
+        "|---|---|---|---|---|---|",
+        f"| {c['gramian_ms']:.1f} | {c['autogram_ms']:.1f} | {c['gramian_time_ratio']:.2f} | "
+        f"{fmt(c['gramian_peak_mib'])} | {fmt(c['autogram_peak_mib'])} | "
+        f"{c['gramian_direction_gap']:.1e} |",
+    ]
     lines += [
         "",
         f"Machine: {result['meta']['machine']}; torch {result['meta']['torch']}; "

@@ -15,14 +15,23 @@ from lightning_losses.multitask.aggregators import (
     gramian,
     mean_weights,
     mgda_weights,
+    nash_mtl_weights,
     pcgrad_weights,
     per_sample_jacobian,
     upgrad_weights,
 )
-from lightning_losses.multitask.weighting import UncertaintyWeighting, dwa_weights
+from lightning_losses.multitask.momentum import MomentumConFIG
+from lightning_losses.multitask.weighting import (
+    GradNorm,
+    UncertaintyWeighting,
+    dwa_weights,
+    gradnorm_update,
+)
 
 __all__ = [
     "AGGREGATORS",
+    "GradNorm",
+    "MomentumConFIG",
     "UncertaintyWeighting",
     "aggregate",
     "aggregator_weights",
@@ -30,9 +39,11 @@ __all__ = [
     "config_weights",
     "dual_cone_weights",
     "dwa_weights",
+    "gradnorm_update",
     "gramian",
     "mean_weights",
     "mgda_weights",
+    "nash_mtl_weights",
     "pcgrad_weights",
     "per_sample_jacobian",
     "upgrad_weights",

@@ -14,11 +14,13 @@ The small problems (QPs over `m` variables) run in float64 on the CPU-side `[m, 
 | `"pcgrad"` | sequential projections on the conflicting rows | arXiv:2001.06782 |
 | `"cagrad"` | $1/m + c\lVert g_0\rVert\,\omega / \lVert J^\top \omega\rVert$ | arXiv:2110.14048 |
 | `"config"` | $\hat J^{+} 1$, rescaled by the projection length | arXiv:2408.11104 |
+| `"nash_mtl"` | $\alpha > 0$ with $G\alpha = 1/\alpha$, norm-capped | arXiv:2202.01017 |
 
 Parity (tests, float64): `upgrad`, `mgda`, `pcgrad`, `mean`, `config` equal
 `torchjd.aggregation.{UPGrad, MGDA, PCGrad, Mean, ConFIG}` (torchjd 0.18), and `config` equals
 `conflictfree.grad_operator.ConFIG_update`; `cagrad` equals a float64 transcription of the
-authors' reference (`Cranial-XIX/CAGrad`, scipy SLSQP on the same objective).
+authors' reference (`Cranial-XIX/CAGrad`, scipy SLSQP on the same objective); `nash_mtl` is
+checked on its defining equation (torchjd's `NashMTL` needs cvxpy, not a dependency here).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ __all__ = [
     "gramian",
     "mean_weights",
     "mgda_weights",
+    "nash_mtl_weights",
     "pcgrad_weights",
     "per_sample_jacobian",
     "upgrad_weights",
@@ -487,11 +490,132 @@ def config_weights(gram: Tensor, pref_vector: Tensor | None = None) -> Tensor:
     return (w0 * (length / sq**0.5)).to(gram)
 
 
+def nash_mtl_weights(
+    gram: Tensor,
+    bargaining_powers: Tensor | None = None,
+    *,
+    max_norm: float = 1.0,
+    reg_eps: float = 1e-8,
+    tol: float = 1e-12,
+    max_iters: int = 100,
+) -> Tensor:
+    r"""Nash-MTL: the Nash bargaining solution, weights $\alpha > 0$ with $G\alpha = 1/\alpha$.
+
+    *Multi-Task Learning as a Bargaining Game* (Navon et al., ICML 2022, arXiv:2202.01017),
+    Theorem 5.1: the bargaining direction is $d = J^\top\alpha$ with $\alpha$ the positive
+    solution of $(G\alpha)_i = 1/\alpha_i$ for every task $i$, so that every task gets
+    $g_i^\top d = 1/\alpha_i > 0$. The authors approximate it by a sequence of convex programs
+    (cvxpy, 20 iterations, stopped at $\lVert G\alpha - 1/\alpha\rVert < 10^{-3}$); here the
+    equation is solved exactly: it is the stationarity condition of the strictly convex
+    $f(\alpha) = \tfrac12\alpha^\top G\alpha - \sum_i \log\alpha_i$, minimised by damped Newton
+    steps (float64) on $G/\lVert G\rVert_F + \varepsilon I$, then rescaled back to $G$. A task
+    with a zero gradient gets weight 0. Per-task scale invariance: scaling $g_i$ by $c > 0$
+    divides $\alpha_i$ by $c$ and leaves $d$ unchanged. As in the authors' code and torchjd's
+    `NashMTL` (default `max_norm=1.0`), $d$ is rescaled to norm `max_norm` when it is longer
+    (`0` disables this); their `update_weights_every` (reuse of old weights) is not offered.
+
+    With `bargaining_powers` $p$ it is the asymmetric bargaining solution of *Auxiliary Learning
+    as an Asymmetric Bargaining Game* (Shamsian et al., ICML 2023, arXiv:2301.13501):
+    $(G\alpha)_i = p_i/\alpha_i$, i.e. the minimiser of $\tfrac12\alpha^\top G\alpha -
+    \sum_i p_i\log\alpha_i$. As in the authors' code (`AvivSham/auxinash`, `AuxiNash.set_p`),
+    $p$ is clamped below at $10^{-4}$ and rescaled to sum to $m$ ($p = \mathbf 1$: Nash-MTL).
+    Learning $p$ from the main task's validation loss (their implicit-differentiation
+    hypergradient) is not part of this function.
+
+    Args:
+        gram: `[m, m]` Gramian.
+        bargaining_powers: `[m]` positive bargaining powers $p$; `None` = ones (Nash-MTL).
+        max_norm: cap on $\lVert J^\top\alpha\rVert = \sqrt{\alpha^\top G\alpha}$; `0` = none.
+        reg_eps: diagonal regularisation of the normalised Gramian (keeps $\alpha$ finite when
+            gradients cancel exactly, where no bargaining solution exists).
+        tol: stop when $\max_i |\alpha_i (G\alpha)_i / p_i - 1| <$ `tol` (scale-free).
+        max_iters: Newton iteration budget.
+
+    Returns:
+        `[m]` non-negative weights.
+
+    Raises:
+        ValueError: bad `gram`, negative `max_norm` or `reg_eps`, `tol <= 0`, `max_iters < 1`.
+
+    Example:
+        >>> import torch
+        >>> g = torch.diag(torch.tensor([1.0, 4.0], dtype=torch.float64))
+        >>> nash_mtl_weights(g, max_norm=0.0, reg_eps=0.0)  # orthogonal: 1 / |g_i|
+        tensor([1.0000, 0.5000], dtype=torch.float64)
+    """
+    gram = _check_gramian(gram)
+    max_norm = check_number("max_norm", max_norm, low=0.0)
+    reg_eps = check_number("reg_eps", reg_eps, low=0.0)
+    tol = check_number("tol", tol, low=0.0, low_inclusive=False)
+    max_iters = check_int("max_iters", max_iters, low=1)
+    g_full = gram.detach().to("cpu", torch.float64).numpy()
+    m = g_full.shape[0]
+    if bargaining_powers is None:
+        powers = np.ones(m)
+    else:
+        p = check_tensor("bargaining_powers", bargaining_powers, floating=True)
+        if p.shape != (m,) or not bool(torch.isfinite(p).all()) or bool((p < 0).any()):
+            raise ValueError(
+                f"bargaining_powers must be {m} finite non-negative values, got {p.tolist()}"
+            )
+        powers = np.clip(p.detach().to("cpu", torch.float64).numpy(), 1e-4, None)
+        powers = powers / powers.sum() * m
+    alpha = np.zeros(m)
+    live = np.flatnonzero(np.diag(g_full) > 0)  # a zero gradient: weight 0
+    if live.size:
+        g = g_full[np.ix_(live, live)]
+        scale = float(np.linalg.norm(g))  # Frobenius, as the authors normalise
+        alpha[live] = _nash_newton(
+            g / scale + reg_eps * np.eye(live.size), powers[live], tol, max_iters
+        )
+        alpha /= np.sqrt(scale)  # G a = 1/a  <=>  (G/s)(a sqrt(s)) = 1/(a sqrt(s))
+    if max_norm > 0:
+        norm = float(np.sqrt(max(alpha @ g_full @ alpha, 0.0)))
+        if norm > max_norm:
+            alpha *= max_norm / norm
+    return torch.from_numpy(alpha).to(gram)
+
+
+def _nash_newton(g: np.ndarray, p: np.ndarray, tol: float, max_iters: int) -> np.ndarray:
+    # Minimise f(a) = a'Ga/2 - p.log(a) over a > 0: grad = Ga - p/a, Hessian G + diag(p/a^2).
+    def f(a: np.ndarray) -> float:
+        return float(0.5 * a @ g @ a - p @ np.log(a))
+
+    a = np.sqrt(p / np.diag(g))  # exact when the gradients are orthogonal
+    fa = f(a)
+    for _ in range(max_iters):
+        ga = g @ a
+        if float(np.abs(a * ga / p - 1.0).max()) < tol:
+            break
+        grad = ga - p / a
+        try:
+            step = np.linalg.solve(g + np.diag(p / a**2), grad)
+        except np.linalg.LinAlgError:  # reg_eps=0 and no solution (a diverges): stop
+            break
+        decrement = float(grad @ step)
+        # Stay inside a > 0, then backtrack (Armijo) on the convex objective.
+        t = 1.0
+        shrinking = step > 0
+        if shrinking.any():
+            t = min(1.0, 0.99 * float(np.min(a[shrinking] / step[shrinking])))
+        while True:
+            cand = a - t * step
+            fc = f(cand)
+            # Near the optimum f's change is below its rounding: take the (quadratically
+            # convergent) Newton step as is.
+            if decrement < 1e-8 or fc <= fa - 0.25 * t * decrement or t < 1e-12:
+                break
+            t *= 0.5
+        a, fa = cand, fc
+    return a
+
+
 AGGREGATORS: dict[str, Callable[..., Tensor]] = {
     "cagrad": cagrad_weights,
     "config": config_weights,
     "mean": mean_weights,
     "mgda": mgda_weights,
+    "nash_mtl": nash_mtl_weights,
     "pcgrad": pcgrad_weights,
     "upgrad": upgrad_weights,
 }
@@ -503,7 +627,8 @@ def aggregator_weights(gram: Tensor, method: str = "upgrad", **kwargs: Any) -> T
 
     Args:
         gram: `[m, m]` Gramian.
-        method: `"upgrad"`, `"mean"`, `"mgda"`, `"pcgrad"`, `"cagrad"` or `"config"`.
+        method: `"upgrad"`, `"mean"`, `"mgda"`, `"pcgrad"`, `"cagrad"`, `"config"` or
+            `"nash_mtl"`.
         **kwargs: the weighting's keyword arguments.
 
     Returns:

@@ -14,6 +14,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from conflictfree.momentum_operator import PseudoMomentumOperator
 from lightning.pytorch import LightningModule
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -75,9 +76,10 @@ def _fit(model, callbacks, max_steps=STEPS, batch_size=B, **kw):
     return trainer, {k: v.detach().clone() for k, v in model.net.state_dict().items()}
 
 
-def _reference(method, steps=STEPS, *, extra_aux_in_main=False, **kwargs):
+def _reference(method, steps=STEPS, *, extra_aux_in_main=False, shared=False, **kwargs):
     net = _init_net().double()
     params = list(net.parameters())
+    trunk_ids = {id(p) for p in net["trunk"].parameters()}
     x, y1, y2 = _data()
     x = x.double()
     for k in range(steps):
@@ -96,7 +98,13 @@ def _reference(method, steps=STEPS, *, extra_aux_in_main=False, **kwargs):
                     ]
                 )
             )
-        d = aggregate(torch.stack(rows), method, **kwargs)
+        jac = torch.stack(rows)
+        if shared:  # aggregate the trunk's columns; every head gets the sum of the rows
+            cols = torch.cat([torch.full((p.numel(),), id(p) in trunk_ids) for p in params])
+            d = jac.sum(0)
+            d[cols] = aggregate(jac[:, cols], method, **kwargs)
+        else:
+            d = aggregate(jac, method, **kwargs)
         with torch.no_grad():
             offset = 0
             for p in params:
@@ -112,7 +120,14 @@ def _close(a, b, atol=1e-5):
 
 @pytest.mark.parametrize(
     ("method", "kwargs"),
-    [("upgrad", {}), ("mgda", {}), ("pcgrad", {}), ("config", {}), ("cagrad", {"c": 0.5})],
+    [
+        ("upgrad", {}),
+        ("mgda", {}),
+        ("pcgrad", {}),
+        ("config", {}),
+        ("cagrad", {"c": 0.5}),
+        ("nash_mtl", {}),
+    ],
 )
 def test_callback_matches_float64_reference(method, kwargs):
     cb = GradientAggregation(method, aggregator_kwargs=kwargs)
@@ -260,3 +275,246 @@ def test_state_dict_round_trip_restores_pcgrad_order():
         warnings.simplefilter("error")  # same configuration: no warning
         other.load_state_dict(state)
     torch.testing.assert_close(torch.randperm(5, generator=other.pcgrad_generator), expected)
+
+
+@pytest.mark.parametrize("method", ["upgrad", "mgda"])
+def test_shared_aggregates_the_trunk_only(method):
+    cb = GradientAggregation(method, shared="net.trunk")
+    _, got = _fit(Model(), [cb])
+    _close(got, _reference(method, shared=True))
+    # Not the same as aggregating everything (the heads would be weighted too).
+    with pytest.raises(AssertionError):
+        _close(got, _reference(method))
+
+
+def _momentum_reference(steps, alternate=True):
+    # The authors' operator in a plain loop: one objective per step (or both), SGD on its output.
+    net = _init_net()
+    params = list(net.parameters())
+    op = PseudoMomentumOperator(2)
+    x, y1, y2 = _data()
+    for k in range(steps):
+        i = (k * B) % N
+        objs = _objectives(net, x[i : i + B], y1[i : i + B], y2[i : i + B])[:2]
+        idx = [k % 2] if alternate else [0, 1]
+        rows = []
+        for j in idx:
+            grads = torch.autograd.grad(objs[j], params, retain_graph=True, allow_unused=True)
+            rows.append(
+                torch.cat(
+                    [
+                        (g if g is not None else torch.zeros_like(p)).reshape(-1)
+                        for g, p in zip(grads, params)
+                    ]
+                )
+            )
+        d = op.calculate_gradient(idx, rows)
+        with torch.no_grad():
+            offset = 0
+            for p in params:
+                p -= LR * d[offset : offset + p.numel()].view_as(p)
+                offset += p.numel()
+    return {k: v.detach() for k, v in net.state_dict().items()}
+
+
+@pytest.mark.parametrize("alternate", [True, False])
+def test_momentum_config_matches_conflictfree(alternate):
+    cb = GradientAggregation("momentum_config", aggregator_kwargs={"alternate": alternate})
+    _, got = _fit(Model(), [cb], max_steps=6)
+    _close(got, _momentum_reference(6, alternate), atol=1e-5)
+    assert cb.momentum is not None and cb.momentum.t_grads == ([3, 3] if alternate else [6, 6])
+
+
+def test_momentum_config_resumes_exactly(tmp_path):
+    # One batch per epoch (the whole data set), so Lightning's data order does not depend on
+    # where the run was resumed; only the callback's state can make the runs differ.
+    full_cb = GradientAggregation("momentum_config")
+    _, full = _fit(Model(), [full_cb], max_steps=6, batch_size=N)
+    first_cb = GradientAggregation("momentum_config")
+    trainer, _ = _fit(Model(), [first_cb], max_steps=3, batch_size=N)
+    path = tmp_path / "mid.ckpt"
+    trainer.save_checkpoint(path)
+    results = {}
+    for keep_state in (True, False):
+        if not keep_state:  # the same checkpoint without the momentum state
+            ckpt = torch.load(path, weights_only=False)
+            ckpt["callbacks"]["GradientAggregation"]["momentum"] = None
+            torch.save(ckpt, path)
+        cb = GradientAggregation("momentum_config")
+        model = Model()
+        loader = DataLoader(TensorDataset(*_data()), batch_size=N, shuffle=False)
+        trainer = quiet_trainer(max_steps=6, callbacks=[cb], enable_checkpointing=False)
+        trainer.fit(model, loader, ckpt_path=str(path))
+        results[keep_state] = {k: v.detach() for k, v in model.net.state_dict().items()}
+        assert cb.steps == 6
+    _close(results[True], full, atol=1e-7)
+    with pytest.raises(AssertionError):  # the momentum state matters
+        _close(results[False], full, atol=1e-4)
+
+
+def test_momentum_and_shared_errors():
+    with pytest.raises(ValueError, match="beta_1"):
+        GradientAggregation("momentum_config", aggregator_kwargs={"beta_1": 2.0})
+    with pytest.raises(ValueError, match="shared"):
+        GradientAggregation("momentum_config", shared="net.trunk")
+    with pytest.raises(ValueError, match="shared"):
+        GradientAggregation(shared="")
+    with pytest.raises(ValueError, match="names no submodule"):
+        _fit(Model(), [GradientAggregation(shared="net.nope")], max_steps=1)
+
+
+@pytest.mark.parametrize(
+    ("method", "kwargs"),
+    [("upgrad", {}), ("mgda", {}), ("config", {}), ("cagrad", {"c": 0.5}), ("nash_mtl", {})],
+)
+def test_gramian_only_equals_the_jacobian_path(method, kwargs):
+    cb = GradientAggregation(method, aggregator_kwargs=kwargs, gramian_only=True)
+    _, got = _fit(Model(extra_aux=True), [cb], log_every_n_steps=1)
+    jac_cb = GradientAggregation(method, aggregator_kwargs=kwargs)
+    _, jac = _fit(Model(extra_aux=True), [jac_cb])
+    _close(got, jac, atol=1e-5)
+    torch.testing.assert_close(cb.last_weights, jac_cb.last_weights, atol=1e-5, rtol=1e-4)
+    assert cb.steps == STEPS and set(cb.last_stats) == {
+        "weight_main",
+        "weight_right",
+        "weight_l2",
+        "min_cos",
+    }
+
+
+def test_gramian_only_matches_the_float64_reference():
+    _, got = _fit(Model(), [GradientAggregation("upgrad", gramian_only=True)])
+    _close(got, _reference("upgrad"))
+
+
+def test_gramian_only_refusals():
+    class Twice(Model):
+        def training_step(self, batch, batch_idx):
+            x, y1, y2 = batch
+            h = self.net["trunk"](self.net["trunk"][0](x)[:, :5])  # the first Linear twice
+            return self.compute_loss(
+                self.net["left"](h), y1, aux={"right": F.cross_entropy(self.net["right"](h), y2)}
+            ).to_dict()
+
+    class Direct(Model):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(()))
+
+    with pytest.raises(ValueError, match="called twice"):
+        _fit(Twice(), [GradientAggregation(gramian_only=True)], max_steps=1)
+    with pytest.raises(ValueError, match="directly"):
+        _fit(Direct(), [GradientAggregation(gramian_only=True)], max_steps=1)
+    with pytest.raises(ValueError, match="accumulate_grad_batches"):
+        _fit(Model(), [GradientAggregation(gramian_only=True)], accumulate_grad_batches=2)
+    with pytest.raises(ValueError, match="gramian_only"):
+        GradientAggregation("momentum_config", gramian_only=True)
+    with pytest.raises(ValueError, match="gramian_only"):
+        GradientAggregation(shared="net.trunk", gramian_only=True)
+
+
+def test_gramian_only_divides_the_amp_scale_out():
+    module = Model()
+    x, y1, y2 = _data()
+    params = list(module.net.parameters())
+    cb = GradientAggregation("mean", gramian_only=True)
+    cb._hook_modules(module)
+    cb._recording = True
+    main, right, _ = _objectives(module.net, x[:B], y1[:B], y2[:B])
+    rows = []
+    for obj in (main, right):
+        grads = torch.autograd.grad(obj, params, retain_graph=True, allow_unused=True)
+        rows.append(
+            torch.cat(
+                [
+                    (g if g is not None else torch.zeros_like(p)).reshape(-1)
+                    for g, p in zip(grads, params)
+                ]
+            )
+        )
+    jac = torch.stack(rows)
+    scaler = _Scaler(2.0**10)
+    cb.backward(
+        module,
+        scaler.scale(main),
+        {"right": scaler.scale(right)},
+        accumulation_factor=1.0,
+        scaler=scaler,
+    )
+    torch.testing.assert_close(cb._gram, (jac @ jac.T).double(), atol=1e-6, rtol=1e-5)
+    # p.grad = J^T w, still multiplied by the scale (the scaler unscales it before the step).
+    got = torch.cat([p.grad.reshape(-1) for p in params]) / scaler.get_scale()
+    torch.testing.assert_close(got, jac.mean(0), atol=1e-6, rtol=1e-5)
+
+
+def _gradnorm_reference(steps, alpha, lr_w, layer_prefix="trunk.0."):
+    # Algorithm 1 of the GradNorm paper (arXiv:1711.02257) written out in float64: the network
+    # steps on sum_i w_i(t) L_i, the weights on the subgradient sign(w_i n_i - t_i) n_i of
+    # L_grad with n_i the norm of task i's gradient on the layer W, then renormalised to sum 2.
+    net = _init_net().double()
+    names = [n for n, _ in net.named_parameters()]
+    params = list(net.parameters())
+    x, y1, y2 = _data()
+    x = x.double()
+    w = torch.ones(2, dtype=torch.float64)
+    l0 = None
+    for k in range(steps):
+        i = (k * B) % N
+        main, right, _ = _objectives(net, x[i : i + B], y1[i : i + B], y2[i : i + B])
+        grads = [
+            torch.autograd.grad(o, params, retain_graph=True, allow_unused=True)
+            for o in (main, right)
+        ]
+        n = torch.stack(
+            [
+                torch.cat(
+                    [g.reshape(-1) for g, name in zip(gs, names) if name.startswith(layer_prefix)]
+                ).norm()
+                for gs in grads
+            ]
+        )
+        losses = torch.stack([main.detach(), right.detach()])
+        l0 = losses if l0 is None else l0
+        ratio = losses / l0
+        r = ratio / ratio.mean()
+        target = (w * n).mean() * r**alpha
+        with torch.no_grad():
+            for p, g1, g2 in zip(params, *grads):
+                g1 = torch.zeros_like(p) if g1 is None else g1
+                g2 = torch.zeros_like(p) if g2 is None else g2
+                p -= LR * (w[0] * g1 + w[1] * g2)
+        w = w - lr_w * torch.sign(w * n - target) * n
+        w = 2 * w / w.sum()
+    return {k: v.detach() for k, v in net.state_dict().items()}, w
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.5])
+def test_gradnorm_in_the_callback_matches_the_papers_update(alpha):
+    kwargs = {"alpha": alpha, "lr": 0.5, "layer": "net.trunk.0"}
+    cb = GradientAggregation("gradnorm", aggregator_kwargs=kwargs)
+    _, got = _fit(Model(), [cb], max_steps=6)
+    ref, w = _gradnorm_reference(6, alpha, 0.5)
+    _close(got, ref)
+    torch.testing.assert_close(cb.gradnorm_weights, w, atol=1e-5, rtol=1e-5)
+    state = cb.state_dict()
+    other = GradientAggregation("gradnorm", aggregator_kwargs=kwargs)
+    other.load_state_dict(state)
+    torch.testing.assert_close(other.gradnorm_weights, cb.gradnorm_weights)
+    torch.testing.assert_close(other.gradnorm_initial, cb.gradnorm_initial)
+
+
+def test_gradnorm_callback_errors():
+    with pytest.raises(ValueError, match="lr"):
+        GradientAggregation("gradnorm")
+    with pytest.raises(ValueError, match="gradnorm"):
+        GradientAggregation("gradnorm", aggregator_kwargs={"lr": 0.1, "beta": 1.0})
+    with pytest.raises(ValueError, match="shared"):
+        GradientAggregation("gradnorm", aggregator_kwargs={"lr": 0.1}, shared="net.trunk")
+    with pytest.raises(ValueError, match="gramian_only"):
+        GradientAggregation("gradnorm", aggregator_kwargs={"lr": 0.1}, gramian_only=True)
+    with pytest.raises(ValueError, match="names no submodule"):
+        _fit(
+            Model(),
+            [GradientAggregation("gradnorm", aggregator_kwargs={"lr": 0.1, "layer": "nope"})],
+            max_steps=1,
+        )

@@ -7,7 +7,9 @@ the aux task, and the callback's zero-seeded backward still gives DDP its gradie
 
 - `ddp`: automatic optimization, UPGrad;
 - `ddp_accum`: the same with `accumulate_grad_batches=2` on micro-batches of 2 rows per rank;
-- `ddp_mgda`: MGDA (another nonlinear aggregator).
+- `ddp_mgda`: MGDA (another nonlinear aggregator);
+- `ddp_shared`: UPGrad on the trunk only (`shared="net.trunk"`), the heads get their own gradient;
+- `ddp_momentum`: momentum ConFIG, one objective back-propagated per step (through DDP's reducer).
 
 Each rank saves its parameters and the last aggregation weights. Usage: `python this.py
 OUT_PREFIX` (writes `OUT_PREFIX.rank{r}`).
@@ -79,9 +81,9 @@ class RankRows(LightningDataModule):
         return DataLoader(TensorDataset(x[idx], y1[idx], y2[idx]), batch_size=self.micro)
 
 
-def fit(aggregator, *, accumulate=1):
+def fit(aggregator, *, accumulate=1, **kwargs):
     model = Model()
-    cb = GradientAggregation(aggregator)
+    cb = GradientAggregation(aggregator, **kwargs)
     trainer = Trainer(
         accelerator="cpu",
         devices=2,
@@ -105,6 +107,8 @@ def main(out: str) -> None:
     rank, results["ddp"] = fit("upgrad")
     _, results["ddp_accum"] = fit("upgrad", accumulate=2)
     _, results["ddp_mgda"] = fit("mgda")
+    _, results["ddp_shared"] = fit("upgrad", shared="net.trunk")
+    _, results["ddp_momentum"] = fit("momentum_config")
     torch.save(results, f"{out}.rank{rank}")
     # Tear the gloo group down before exit (exit-time destructors of its threads can abort).
     if torch.distributed.is_initialized():

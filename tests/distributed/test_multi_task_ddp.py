@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conflictfree.momentum_operator import PseudoMomentumOperator
 
 from lightning_losses.multitask import aggregate
 from tests._dist import run_python
@@ -48,16 +49,26 @@ def _rows(net, params, x, y1, y2):
     return torch.stack(rows)
 
 
-def _reference(mod, method, *, per_rank=False):
+def _reference(mod, method, *, per_rank=False, shared=False):
     net = mod.init_state().double()
     names = [n for n, _ in net.named_parameters()]
     params = list(net.parameters())
     x, y1, y2 = mod.data()
     x = x.double()
     buf = None
+    op = PseudoMomentumOperator(2)
+    trunk = torch.cat(
+        [torch.full((p.numel(),), n.startswith("trunk")) for n, p in zip(names, params)]
+    )
     for k in range(mod.K):
         sl = slice(k * mod.GLOBAL, (k + 1) * mod.GLOBAL)
-        if per_rank:
+        if method == "momentum_config":  # objective k % 2 only, the authors' operator
+            d = op.calculate_gradient(k % 2, _rows(net, params, x[sl], y1[sl], y2[sl])[k % 2])
+        elif shared:  # the trunk's columns aggregated, the heads summed
+            jac = _rows(net, params, x[sl], y1[sl], y2[sl])
+            d = jac.sum(0)
+            d[trunk] = aggregate(jac[:, trunk], method)
+        elif per_rank:
             d = (
                 sum(
                     aggregate(
@@ -106,6 +117,18 @@ def test_multi_task_ddp_matches_single_process(tmp_path):
         torch.testing.assert_close(
             ranks[0][run]["weights"], ranks[1][run]["weights"], atol=0, rtol=0
         )
+    for run, method, shared in (
+        ("ddp_shared", "upgrad", True),
+        ("ddp_momentum", "momentum_config", False),
+    ):
+        ref = _reference(mod, method, shared=shared)
+        for r in range(2):
+            res = ranks[r][run]
+            assert res["steps"] == mod.K
+            for n, expected in ref.items():
+                torch.testing.assert_close(
+                    res["params"][n].double(), expected, atol=1e-6, rtol=1e-5, msg=f"{run} {r} {n}"
+                )
     naive = _reference(mod, "upgrad", per_rank=True)
     gap = max((naive[n] - _reference(mod, "upgrad")[n]).abs().max().item() for n in naive)
     assert gap > 1e-4, gap  # global != mean of per-rank aggregations on this data
