@@ -236,6 +236,7 @@ CASES = [
     Case("nlp", "multi_task", "ddp", _nlp_z, token_batches),
     Case("nlp", "none", "fsdp", nlp, token_batches),
     Case("nlp", "kl_dro", "fsdp", nlp, token_batches),
+    Case("nlp", "sam", "fsdp", nlp, token_batches),
     Case("metric", "none", "ddp", metric(), vision_batches, relation="per_rank", contrast=True),
     Case(
         "metric_gather",
