@@ -137,6 +137,8 @@ def _multi_task(r: dict, mod: ModuleType) -> None:
     assert r["callback_gap"] < 1e-4  # the callback equals the plain-PyTorch loop
     assert r["cost"]["direction_gap"] < 1e-4  # the same direction as torchjd
     assert r["cost"]["ours_ms"] > 0 and r["cost"]["torchjd_ms"] > 0
+    assert r["cost"]["gramian_direction_gap"] < 1e-4  # the Gramian-only path = the Jacobian path
+    assert r["cost"]["gramian_ms"] > 0 and r["cost"]["autogram_ms"] > 0
 
 
 def _noisy_labels(r: dict, mod: ModuleType) -> None:
