@@ -15,6 +15,7 @@ Example:
 """
 
 from lightning_losses.losses._embedding import gather_batch
+from lightning_losses.losses.audio.stft import multi_resolution_stft_loss
 from lightning_losses.losses.calibration.dual_focal import dual_focal_loss
 from lightning_losses.losses.calibration.encouraging import encouraging_loss
 from lightning_losses.losses.classification.ce import cross_entropy
@@ -32,6 +33,7 @@ from lightning_losses.losses.classification.squentropy import squentropy_loss
 from lightning_losses.losses.classification.stablemax import log_stablemax, stablemax_cross_entropy
 from lightning_losses.losses.contrastive.align_uniform import alignment_uniformity_loss, uniformity
 from lightning_losses.losses.contrastive.decoupled_softmax import decoupled_softmax_loss
+from lightning_losses.losses.contrastive.deep_supervision import contrastive_deep_supervision_loss
 from lightning_losses.losses.contrastive.info_nce import info_nce_loss, nt_xent_loss
 from lightning_losses.losses.contrastive.siglip import sigmoid_contrastive_loss
 from lightning_losses.losses.contrastive.supcon import supcon_loss
@@ -90,6 +92,11 @@ from lightning_losses.losses.regression.quantile import (
     pinball_loss,
     quantile_crossing_penalty_loss,
 )
+from lightning_losses.losses.regularization.energy_pointing import energy_pointing_loss
+from lightning_losses.losses.regularization.sinkhorn import (
+    sinkhorn_alignment_loss,
+    sinkhorn_divergence,
+)
 from lightning_losses.losses.robust.active_passive import active_passive_loss
 from lightning_losses.losses.robust.comp_sum import comp_sum_loss
 from lightning_losses.losses.robust.generalized_ce import generalized_cross_entropy
@@ -110,6 +117,7 @@ from lightning_losses.losses.segmentation.dice import (
     tversky_loss,
 )
 from lightning_losses.losses.segmentation.mip import max_intensity_projection_loss
+from lightning_losses.losses.segmentation.prior_entropy import prior_entropy_minimization_loss
 from lightning_losses.losses.utils import class_balanced_weights
 from lightning_losses.losses.weak_supervision.aggregate import (
     bag_level_loss,
@@ -138,6 +146,7 @@ __all__ = [
     "confidence_interval_proportion_loss",
     "conservative_dpo_loss",
     "consumes_hidden_states",
+    "contrastive_deep_supervision_loss",
     "contrastive_loss",
     "cosface_loss",
     "cosine_contrastive_loss",
@@ -152,6 +161,7 @@ __all__ = [
     "dpo_loss",
     "dual_focal_loss",
     "encouraging_loss",
+    "energy_pointing_loss",
     "focal_loss",
     "gather_batch",
     "ge2e_loss",
@@ -173,6 +183,7 @@ __all__ = [
     "mean_absolute_error_loss",
     "monotone_quantiles",
     "msle_loss",
+    "multi_resolution_stft_loss",
     "multi_similarity_loss",
     "norm_pix_loss",
     "normalized_cross_entropy",
@@ -185,6 +196,7 @@ __all__ = [
     "pinball_loss",
     "poly_focal_loss",
     "poly_loss",
+    "prior_entropy_minimization_loss",
     "proportion_loss",
     "prototypical_loss",
     "pseudo_huber_loss",
@@ -203,6 +215,8 @@ __all__ = [
     "sigmoid_focal_loss",
     "sigmoid_focal_loss_torchvision",
     "signal_decay_robust_loss",
+    "sinkhorn_alignment_loss",
+    "sinkhorn_divergence",
     "spherical_z_loss",
     "squentropy_loss",
     "stablemax_cross_entropy",

@@ -331,3 +331,12 @@ def test_run_all_smoke(tmp_path: Path, isolated: None) -> None:
     assert (tmp_path / "reweighting_toy.json").exists()
     with pytest.raises(SystemExit):
         RUN_ALL.main(["--smoke", "--only", "no_such_benchmark"])
+
+
+@pytest.mark.slow
+def test_segmentation_imbalance_tversky_grid_smoke(tmp_path: Path, isolated: None) -> None:
+    module = RUN_ALL.load(BENCH / "segmentation_imbalance.py")
+    module.main(["--smoke", "--out", str(tmp_path), "--tversky-grid"])
+    result = json.loads((tmp_path / "segmentation_imbalance_tversky.json").read_text())
+    assert [(r["alpha"], r["beta"]) for r in result["rows"]] == [(0.3, 0.3), (0.7, 0.3)]
+    assert "|---" in (tmp_path / "segmentation_imbalance_tversky.md").read_text()

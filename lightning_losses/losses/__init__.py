@@ -19,6 +19,7 @@ Example:
 """
 
 from lightning_losses.losses._embedding import DistributedSemantics, EmbeddingLoss
+from lightning_losses.losses.audio.stft import MultiResolutionSTFTLoss
 from lightning_losses.losses.base import InputKind, Loss
 from lightning_losses.losses.calibration.dual_focal import DualFocalLoss
 from lightning_losses.losses.calibration.encouraging import EncouragingLoss
@@ -35,6 +36,7 @@ from lightning_losses.losses.classification.squentropy import SquentropyLoss
 from lightning_losses.losses.classification.stablemax import StableMaxCrossEntropyLoss
 from lightning_losses.losses.contrastive.align_uniform import AlignmentUniformityLoss
 from lightning_losses.losses.contrastive.decoupled_softmax import DecoupledSoftmaxLoss
+from lightning_losses.losses.contrastive.deep_supervision import ContrastiveDeepSupervisionLoss
 from lightning_losses.losses.contrastive.info_nce import InfoNCELoss, NTXentLoss
 from lightning_losses.losses.contrastive.siglip import SigmoidContrastiveLoss
 from lightning_losses.losses.contrastive.supcon import SupConLoss
@@ -90,6 +92,7 @@ from lightning_losses.losses.regression.quantile import (
     PinballLoss,
     QuantileCrossingPenaltyLoss,
 )
+from lightning_losses.losses.regularization.energy_pointing import EnergyPointingLoss
 from lightning_losses.losses.robust.active_passive import ActivePassiveLoss
 from lightning_losses.losses.robust.comp_sum import CompSumLoss
 from lightning_losses.losses.robust.generalized_ce import GeneralizedCrossEntropyLoss
@@ -107,6 +110,7 @@ from lightning_losses.losses.segmentation.dice import (
     TverskyLoss,
 )
 from lightning_losses.losses.segmentation.mip import MaxIntensityProjectionLoss
+from lightning_losses.losses.segmentation.prior_entropy import PriorEntropyMinimizationLoss
 from lightning_losses.losses.utils import ClassBalancedWeights
 from lightning_losses.losses.weak_supervision.aggregate import (
     BagLevelLoss,
@@ -133,6 +137,7 @@ __all__ = [
     "CompSumLoss",
     "ConfidenceIntervalProportionLoss",
     "ConservativeDPOLoss",
+    "ContrastiveDeepSupervisionLoss",
     "ContrastiveLoss",
     "CosFaceLoss",
     "CosineContrastiveLoss",
@@ -148,6 +153,7 @@ __all__ = [
     "DualFocalLoss",
     "EmbeddingLoss",
     "EncouragingLoss",
+    "EnergyPointingLoss",
     "FocalLoss",
     "GE2ELoss",
     "GeneralizedCrossEntropyLoss",
@@ -170,6 +176,7 @@ __all__ = [
     "MSLELoss",
     "MaxIntensityProjectionLoss",
     "MeanAbsoluteErrorLoss",
+    "MultiResolutionSTFTLoss",
     "MultiSimilarityLoss",
     "NTXentLoss",
     "NormPixLoss",
@@ -182,6 +189,7 @@ __all__ = [
     "PinballLoss",
     "PolyFocalLoss",
     "PolyLoss",
+    "PriorEntropyMinimizationLoss",
     "ProportionLoss",
     "PrototypicalLoss",
     "PseudoHuberLoss",

@@ -120,3 +120,27 @@ SPECS.append(
         min_size=1,
     )
 )
+
+
+def logits_and_prior_example(n: int, c: int, generator: torch.Generator) -> LossExample:
+    """Logits ``[n, c, 4, 3]`` and per-image prior class proportions ``[n, c]`` (rows sum to 1)."""
+    logits = torch.randn(n, c, 4, 3, generator=generator)
+    prior = torch.rand(n, c, generator=generator) + 0.1
+    return LossExample(inputs=(logits,), targets=(prior / prior.sum(1, keepdim=True),))
+
+
+SPECS.append(
+    LossSpec(
+        "prior_entropy_minimization",
+        logits_and_prior_example,
+        invalid_kwargs=(
+            {"lam": -1.0},
+            {"power": 0.0},
+            {"eps": -1e-3},
+            {"weight": torch.tensor([[1.0, 2.0]])},
+            {"weight": torch.tensor([1.0, -1.0])},
+        ),
+        bool_flags=("normalize_by_max",),
+        notes="unsupervised: the 'target' is the prior class proportions [N, C]",
+    )
+)
