@@ -4,8 +4,9 @@
 `SupConLoss`, ...) and of the base types (`Loss`, `InputKind`, `EmbeddingLoss`,
 `ClassCentreLoss`, ...); the loss **functions** live in [lightning_losses.functional][]. The code
 is laid out in one subpackage per family (`classification`, `robust`, `calibration`, `ranking`,
-`language`, `contrastive`, `metric`, `preference`, `reconstruction`), one loss (or a tight group)
-per file; the family packages are layout, not API, and re-export nothing.
+`language`, `contrastive`, `metric`, `preference`, `reconstruction`, `segmentation`,
+`regression`, `weak_supervision`, `audio`, `regularization`), one loss (or a tight group) per
+file; the family packages are layout, not API, and re-export nothing.
 
 Importing this package registers every built-in loss with [lightning_losses.registry][].
 `tests/losses/test_public_api.py` checks that the list below holds every class that a family
