@@ -271,7 +271,10 @@ class ImageDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         s = self._ready()
         return epoch_shuffled_loader(
-            _ImageDict(s.x_train, s.y_train), batch_size=self.batch_size, seed=self.seed
+            _ImageDict(s.x_train, s.y_train),
+            batch_size=self.batch_size,
+            seed=self.seed,
+            trainer=self.trainer,
         )
 
     def _eval_loader(self, x: Tensor, y: Tensor) -> DataLoader:
@@ -368,6 +371,7 @@ class NoisyDigitsDataModule(LightningDataModule):
             TensorDataset(s.x_train, s.y_train),
             batch_size=self.batch_size,
             seed=self.seed,
+            trainer=self.trainer,
         )
 
     def val_dataloader(self) -> DataLoader:

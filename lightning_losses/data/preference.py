@@ -264,6 +264,7 @@ class PreferenceDataModule(LightningDataModule):
             seed=self.seed,
             drop_last=True,
             num_workers=self.num_workers,
+            trainer=self.trainer,
         )
 
     def val_dataloader(self) -> DataLoader[dict[str, Tensor]]:

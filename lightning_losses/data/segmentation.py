@@ -451,6 +451,7 @@ class SegmentationDataModule(LightningDataModule):
             _SegmentationDict(self._ready()[0]),
             batch_size=self.hparams["batch_size"],
             seed=self.hparams["seed"],
+            trainer=self.trainer,
         )
 
     def val_dataloader(self) -> DataLoader:

@@ -326,6 +326,7 @@ class TextDataModule(LightningDataModule):
             seed=self.seed,
             drop_last=True,
             num_workers=self.num_workers,
+            trainer=self.trainer,
         )
 
     def val_dataloader(self) -> DataLoader[dict[str, Tensor]]:

@@ -66,6 +66,21 @@ def _instantiate(args: Any, init: dict[str, Any]) -> Any:
     return instantiate_class(args, init)
 
 
+def _forget_early_train_loader(loop: Any) -> None:
+    """Make Lightning set the training loader up again, after the checkpoint is restored.
+
+    A schedule that reads `trainer.estimated_stepping_batches` in `configure_optimizers` (with
+    `max_epochs` set) makes Lightning build the training loader before it restores the loop
+    state; the loop then keeps that loader and never hands it its saved position, so a run
+    resumed mid-epoch replays the epoch from its start (Lightning issue #20550). Dropping the
+    early loader costs one more `train_dataloader()` call.
+    """
+    if loop._data_fetcher is not None:
+        loop._data_fetcher.teardown()
+        loop._data_fetcher = None
+    loop._combined_loader = None
+
+
 class OptimizerMixin:
     """Mixin for a LightningModule whose optimizer and schedule LightningCLI may replace.
 
@@ -113,6 +128,15 @@ class OptimizerMixin:
 
     def configure_optimizers(self) -> Any:
         """The optimizer (and schedule): the recipe's defaults or the configured replacements."""
+        loop = getattr(getattr(self, "_trainer", None), "fit_loop", None)
+        loaded_before = getattr(loop, "_combined_loader", None) is not None
+        try:
+            return self._build_optimizers()
+        finally:
+            if loop is not None and not loaded_before and loop._combined_loader is not None:
+                _forget_early_train_loader(loop)
+
+    def _build_optimizers(self) -> Any:
         params = self.optimizer_param_groups()
         if self._optimizer_init is None:
             optimizer = self.default_optimizer(params)

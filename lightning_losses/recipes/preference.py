@@ -20,11 +20,19 @@ lightning-losses fit --config recipes/nlp/preference_dpo.yaml \\
 ```
 
 `transformers` is imported lazily (inside `build_causal_lm`).
+
+Checkpoints do not hold the reference: it is the initial policy, which the constructor built
+from the torch generator's state at that moment. A checkpoint stores that state (5 KB) instead
+of the `reference.*` weights, and loading rebuilds them from it (before a strict
+`load_state_dict`, so `load_from_checkpoint` and resuming work unchanged). Before dropping the
+weights the first time, the module rebuilds them once and checks they are bit-identical; if they
+are not (or the reference was changed after construction), the checkpoint keeps them.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -40,6 +48,14 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 __all__ = ["PreferenceLM"]
+
+_REFERENCE = "reference."
+_CKPT_KEY = "preference_reference_init"  # the checkpoint entry that replaces `reference.*`
+
+
+def _fingerprint(model: nn.Module) -> list[float]:
+    """Per-tensor float64 sums: notices a reference changed since it was last verified."""
+    return [float(t.double().sum()) for t in model.state_dict().values()]
 
 
 class PreferenceLM(OptimizerMixin, LossMixin, LightningModule):
@@ -99,8 +115,8 @@ class PreferenceLM(OptimizerMixin, LossMixin, LightningModule):
         self.save_hyperparameters(
             ignore=["criterion"] if isinstance(criterion, nn.Module) else None
         )
-        self.model = build_causal_lm(
-            model_type,
+        self._build_args: dict[str, Any] = dict(
+            model_type=model_type,
             vocab_size=vocab_size,
             hidden_size=hidden_size,
             num_layers=num_layers,
@@ -108,8 +124,12 @@ class PreferenceLM(OptimizerMixin, LossMixin, LightningModule):
             max_position_embeddings=max_position_embeddings,
             **dict(model_config or {}),
         )
-        # The reference policy: the initial weights, frozen (saved in checkpoints for resume).
+        # The generator state the initial weights come from: rebuilds the reference on load.
+        self._init_rng_state = torch.get_rng_state()
+        self.model = build_causal_lm(**self._build_args)
+        # The reference policy: the initial weights, frozen (not in checkpoints: module docs).
         self.reference = copy.deepcopy(self.model).requires_grad_(False).eval()
+        self._verified: list[float] | None = None  # fingerprint of the last verified reference
         self.configure_criterion(criterion)
 
     # -- model ---------------------------------------------------------------------------------
@@ -186,6 +206,42 @@ class PreferenceLM(OptimizerMixin, LossMixin, LightningModule):
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self.preference_loss(batch, stage="val")
 
+    # -- checkpoints: the reference is rebuilt, not stored --------------------------------------
+    def _rebuild_reference(self, rng_state: Tensor) -> dict[str, Tensor]:
+        """The initial policy's weights, rebuilt from the generator state it was built from."""
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(rng_state)
+            return build_causal_lm(**self._build_args).state_dict()
+
+    def _reference_rebuildable(self) -> bool:
+        fingerprint = _fingerprint(self.reference)
+        if fingerprint != self._verified:
+            rebuilt = self._rebuild_reference(self._init_rng_state)
+            current = self.reference.state_dict()
+            same = rebuilt.keys() == current.keys() and all(
+                torch.equal(rebuilt[k], v.detach().cpu()) for k, v in current.items()
+            )
+            self._verified = fingerprint if same else None
+        return self._verified is not None
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Replace the `reference.*` weights by the generator state that rebuilds them."""
+        weights = checkpoint.get("state_dict")
+        if weights is None or not self._reference_rebuildable():
+            return
+        for key in [k for k in weights if k.startswith(_REFERENCE)]:
+            del weights[key]
+        checkpoint[_CKPT_KEY] = {"rng_state": self._init_rng_state.clone()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Rebuild the `reference.*` weights a checkpoint left out (before a strict load)."""
+        saved = checkpoint.get(_CKPT_KEY)
+        weights = checkpoint.get("state_dict")
+        if saved is None or weights is None or any(k.startswith(_REFERENCE) for k in weights):
+            return
+        self._init_rng_state = saved["rng_state"]
+        weights.update(_prefixed(self._rebuild_reference(self._init_rng_state), _REFERENCE))
+
     def optimizer_param_groups(self) -> list[nn.Parameter]:
         """The policy's and the criterion's trainable parameters (never the frozen reference)."""
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -194,3 +250,7 @@ class PreferenceLM(OptimizerMixin, LossMixin, LightningModule):
     def default_optimizer(self, params: Any) -> torch.optim.Optimizer:
         """AdamW with `lr` and `weight_decay` (replaced by `--optimizer` on the command line)."""
         return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+
+
+def _prefixed(state: dict[str, Tensor], prefix: str) -> Iterator[tuple[str, Tensor]]:
+    return ((prefix + k, v) for k, v in state.items())

@@ -13,6 +13,7 @@ from lightning_losses.data.interactions.datasets import EvalUsers, TrainBatches
 from lightning_losses.data.interactions.files import SPLITS, load_interactions
 from lightning_losses.data.interactions.splits import InteractionData
 from lightning_losses.data.interactions.synthetic import synthetic_interactions
+from lightning_losses.data.sampling import ResumableLoader
 from lightning_losses.validation import check_bool, check_choice, check_int, check_number
 
 __all__ = ["InteractionDataModule"]
@@ -231,8 +232,9 @@ class InteractionDataModule(LightningDataModule):
         trainer = getattr(self, "trainer", None)
         if trainer is not None:
             self._train.rank, self._train.world_size = trainer.global_rank, trainer.world_size
-            self._train.epoch = trainer.current_epoch
-        return DataLoader(self._train, batch_size=None)
+        # Resumable: a checkpoint written mid-epoch resumes at the next batch (its negatives
+        # and candidates are functions of (seed, epoch, batch index), so they match too).
+        return ResumableLoader(self._train, batch_size=None, seed=self.seed, trainer=trainer)
 
     def _eval_loader(self, stage: str) -> DataLoader[int]:
         d = self._loaded()

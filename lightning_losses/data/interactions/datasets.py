@@ -76,6 +76,14 @@ class TrainBatches(IterableDataset[dict[str, Tensor]]):
         self.epoch = 0
         self.rank, self.world_size = 0, 1
 
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch of the next pass (later passes count on from it).
+
+        Args:
+            epoch: the epoch index.
+        """
+        self.epoch = epoch
+
     def _num_batches_total(self) -> int:
         return math.ceil(len(self.csr.items) / self.batch_size)
 
