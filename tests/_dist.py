@@ -66,3 +66,22 @@ def run_python(args: list[str], *, cwd: str | Path | None = None, timeout: int =
             f"--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-8000:]}"
         )
     return proc
+
+
+def run_torchrun(
+    script: str | Path, *args: str, cwd: str | Path, nproc: int = 2, timeout: int = 300
+):
+    """Run ``script *args`` on ``nproc`` local ranks (``torch.distributed.run``), clean env."""
+    return run_python(
+        [
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            str(nproc),
+            str(script),
+            *args,
+        ],
+        cwd=cwd,
+        timeout=timeout,
+    )

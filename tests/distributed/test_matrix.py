@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests._dist import run_python
+from tests._dist import run_torchrun
 from tests.distributed import _matrix_worker as worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
@@ -43,19 +43,7 @@ CASES = {case.id: case for case in worker.CASES}
 def ranks(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("matrix")
     prefix = tmp_path / "out"
-    run_python(
-        [
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            str(HERE / "_matrix_worker.py"),
-            str(prefix),
-        ],
-        cwd=tmp_path,
-        timeout=400,
-    )
+    run_torchrun(str(HERE / "_matrix_worker.py"), str(prefix), cwd=tmp_path, timeout=400)
     return [torch.load(f"{prefix}.rank{r}.pt", weights_only=False) for r in range(2)]
 
 

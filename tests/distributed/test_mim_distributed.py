@@ -20,7 +20,7 @@ from lightning_losses.recipes.masked_image_modeling import (
     MaskedImageModeling,
     linear_probe_accuracy,
 )
-from tests._dist import run_python
+from tests._dist import run_torchrun
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 HERE = Path(__file__).resolve().parent
@@ -91,19 +91,7 @@ def _comparable(name: str, value: torch.Tensor) -> torch.Tensor | None:
 
 def test_ddp_and_fsdp2_match_single_process(tmp_path):
     out = tmp_path / "mim"
-    run_python(
-        [
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            str(HERE / "_mim_distributed_worker.py"),
-            str(out),
-        ],
-        cwd=tmp_path,
-        timeout=300,
-    )
+    run_torchrun(str(HERE / "_mim_distributed_worker.py"), str(out), cwd=tmp_path, timeout=300)
     ranks = [torch.load(f"{out}.rank{r}", weights_only=False) for r in range(2)]
     w = _load()
     data = DigitsImageDataModule(**w.DATA)

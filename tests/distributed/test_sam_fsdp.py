@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests._dist import run_python
+from tests._dist import run_torchrun
 from tests.distributed.test_sam_ddp import _ascent, _grad
 
 HERE = Path(__file__).resolve().parent
@@ -76,12 +76,7 @@ def _reference(mod, mode, eta):
 def test_sam_fsdp2_matches_single_process_emulation(tmp_path):
     prefix = tmp_path / "sam"
     worker = HERE / "_sam_fsdp_worker.py"
-    launch = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    run_python(
-        [*launch, str(worker), str(prefix)],
-        cwd=tmp_path,
-        timeout=400,
-    )
+    run_torchrun(str(worker), str(prefix), cwd=tmp_path, timeout=400)
     ranks = [torch.load(f"{prefix}.rank{r}", weights_only=False) for r in range(2)]
     mod, fsdp = _module("_sam_worker"), _module("_sam_fsdp_worker")
     refs = {}

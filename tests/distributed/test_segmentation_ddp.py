@@ -29,7 +29,7 @@ import torch
 
 from lightning_losses.data import SegmentationDataModule
 from lightning_losses.recipes.segmentation import SegmentationModule, _shard_units
-from tests._dist import run_python
+from tests._dist import run_torchrun
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 HERE = Path(__file__).resolve().parent
@@ -84,19 +84,7 @@ def _replay(w, ranks, train):
 def runs(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("segmentation")
     prefix = tmp_path / "out"
-    run_python(
-        [
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            str(HERE / "_segmentation_worker.py"),
-            str(prefix),
-        ],
-        cwd=tmp_path,
-        timeout=400,
-    )
+    run_torchrun(str(HERE / "_segmentation_worker.py"), str(prefix), cwd=tmp_path, timeout=400)
     ranks = [torch.load(f"{prefix}.rank{r}.pt", weights_only=False) for r in range(2)]
     return tmp_path, ranks
 
