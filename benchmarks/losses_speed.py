@@ -19,6 +19,12 @@ concatenation with labels ``arange(B)`` twice), SupCon on ``[B, 2, D]`` + labels
 classes (PML on the concatenated views, ``base_temperature = temperature``), and the metric
 losses on ``[B, D]`` + labels.
 
+Rows with ``compile=True`` (the rows of the production-scale speed issue: sigmoid / Poly-1
+focal, NCE, BPR, BCE-rec, cosine contrastive, chunked linear CE) are also timed with both sides
+under ``torch.compile(fullgraph=True, dynamic=False)`` (inductor), compiled before the timed
+calls; ``--no-compile`` and ``--smoke`` skip that. The chunked linear CE row (``"linear"``
+target) differentiates w.r.t. the hidden states ``[B, H]`` and the head weight ``[V, H]``.
+
 The table grows with every family: append ``Case(...)`` rows. A case whose functional is not
 available (a loss renamed or removed) is skipped and listed as such; the smoke test requires
 none. Run
@@ -64,6 +70,13 @@ class Case:
     batch: int = 0  # this row's B when it cannot run at the common one (0: the common B)
     # "dense" rows: logits of this shape [N, C, *spatial] and class indices [N, *spatial]
     dense_shape: tuple[int, ...] = ()
+    classes: int = 0  # this row's C (0: the common one); "linear" rows: the vocabulary V
+    hidden: int = 0  # "linear" rows: inputs (hidden [B, H], weight [V, H]) + token ids [B]
+    # Also time both sides under torch.compile (inductor, fullgraph, static shapes). Our side
+    # compiles `compiled` when given: the data checks are host syncs, so it runs with
+    # validate_args=False there (as a compiled training step would).
+    compile: bool = False
+    compiled: Callable[..., Tensor] | None = None
 
 
 def registered(name: str) -> Callable[..., Tensor]:
@@ -176,6 +189,37 @@ def ce_over_concatenated(pos: Tensor, neg: Tensor, temperature: float = 1.0) -> 
     if temperature != 1.0:
         logits = logits / temperature
     return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=pos.device))
+
+
+def bce_with_logits_rec(pos: Tensor, neg: Tensor) -> Tensor:
+    # Pointwise log loss with sampled negatives, as two BCE-with-logits calls (mean reductions).
+    return F.binary_cross_entropy_with_logits(
+        pos, torch.ones_like(pos)
+    ) + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg))
+
+
+def relu_ccl(pos: Tensor, neg: Tensor, margin: float = 0.8) -> Tensor:
+    # reczoo/RecBox CosineContrastiveLoss (SimpleX) with negative_weight=None: a sum over negatives.
+    return (F.relu(1 - pos) + F.relu(neg - margin).sum(1)).mean()
+
+
+def optimizer_focal_cases() -> list[Case]:
+    """Sigmoid focal with the balance off vs pytorch_optimizer's FocalLoss (skipped if absent)."""
+    try:
+        from pytorch_optimizer.loss import FocalLoss as OptimizerFocal
+    except ImportError:
+        return []
+    return [
+        Case(
+            "sigmoid_focal (α off) vs pytorch_optimizer",
+            lambda z, t: LF.sigmoid_focal_loss(z, t, alpha=None),
+            OptimizerFocal(alpha=1.0, gamma=2.0),
+            "pytorch_optimizer FocalLoss(α=1, γ=2)",
+            target="binary",
+            compile=True,
+            compiled=lambda z, t: LF.sigmoid_focal_loss(z, t, alpha=None, validate_args=False),
+        )
+    ]
 
 
 def _priors(c: int) -> Tensor:
@@ -296,7 +340,11 @@ def segmentation_cases() -> list[Case]:
 
 
 def build_cases() -> list[Case]:
-    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+    from timm.loss import (
+        LabelSmoothingCrossEntropy,
+        PolyBinaryCrossEntropy,
+        SoftTargetCrossEntropy,
+    )
     from torchvision.ops import sigmoid_focal_loss as tv_focal
 
     timm_ls, timm_soft = LabelSmoothingCrossEntropy(0.1), SoftTargetCrossEntropy()
@@ -353,6 +401,28 @@ def build_cases() -> list[Case]:
             lambda z, t: tv_focal(z, t, reduction="mean"),
             "torchvision sigmoid_focal_loss",
             target="binary",
+            compile=True,
+            compiled=lambda z, t: LF.sigmoid_focal_loss(z, t, validate_args=False),
+        ),
+        Case(
+            "sigmoid_focal (C=80)",
+            lambda z, t: LF.sigmoid_focal_loss(z, t, reduction="mean"),
+            lambda z, t: tv_focal(z, t, reduction="mean"),
+            "torchvision sigmoid_focal_loss",
+            target="binary",
+            classes=80,
+            compile=True,
+            compiled=lambda z, t: LF.sigmoid_focal_loss(z, t, validate_args=False),
+        ),
+        *optimizer_focal_cases(),
+        Case(
+            "poly_focal (ε=1, γ=2, α off) vs timm",
+            lambda z, t: LF.poly_focal_loss(z, t, alpha=None),
+            PolyBinaryCrossEntropy(epsilon=1.0, gamma=2.0),
+            "timm PolyBinaryCrossEntropy(1, 2)",
+            target="binary",
+            compile=True,
+            compiled=lambda z, t: LF.poly_focal_loss(z, t, alpha=None, validate_args=False),
         ),
         Case(
             "poly_focal (ε=1)",
@@ -384,6 +454,8 @@ def build_cases() -> list[Case]:
             lambda z, y: LF.normalized_cross_entropy(z, y),
             naive_nce,
             "naive (official APL style)",
+            compile=True,
+            compiled=lambda z, y: LF.normalized_cross_entropy(z, y, validate_args=False),
         ),
         Case(
             "nfl (γ=0.5)",
@@ -449,6 +521,7 @@ def build_cases() -> list[Case]:
             recbole_bpr,
             "RecBole −log(σ(Δ)+γ)",
             target="ranking",
+            compile=True,
         ),
         Case(
             "bpr (K=256)",
@@ -457,6 +530,50 @@ def build_cases() -> list[Case]:
             "RecBole −log(σ(Δ)+γ)",
             target="ranking",
             negatives=256,
+        ),
+        Case(
+            "bpr (γ=0, K=16)",
+            lambda p, n: LF.bpr_loss(p, n, gamma=0.0),
+            lambda p, n: F.softplus(n - p[:, None]).mean(),
+            "torch softplus(−Δ)",
+            target="ranking",
+            negatives=16,
+            compile=True,
+        ),
+        *(
+            Case(
+                f"bce_rec (K={k})",
+                lambda p, n: LF.bce_rec_loss(p, n),
+                bce_with_logits_rec,
+                "torch BCE-with-logits (1 for s⁺, 0 for s⁻)",
+                target="ranking",
+                negatives=k,
+                compile=True,
+            )
+            for k in (16, 256)
+        ),
+        *(
+            Case(
+                f"cosine_contrastive (m=0.8, K={k})",
+                lambda p, n: LF.cosine_contrastive_loss(p, n),
+                relu_ccl,
+                "relu(1 − s⁺) + Σ relu(s⁻ − m)",
+                target="ranking",
+                negatives=k,
+                compile=True,
+            )
+            for k in (16, 256)
+        ),
+        Case(
+            "chunked_linear_ce (V=8192, H=128)",
+            lambda h, w, y: LF.chunked_linear_cross_entropy(h, w, y),
+            lambda h, w, y: F.cross_entropy(h @ w.T, y),
+            "torch F.cross_entropy(h @ Wᵀ)",
+            target="linear",
+            classes=8192,
+            hidden=128,
+            compile=True,
+            compiled=lambda h, w, y: LF.chunked_linear_cross_entropy(h, w, y, validate_args=False),
         ),
         Case(
             "bpr (γ=0, K=256)",
@@ -510,6 +627,11 @@ def make_inputs(
         shape = (b, case.negatives) if case.negatives else (b,)
         neg = torch.randn(shape, generator=g) * 2
         return (pos.to(device), neg.to(device)), None
+    if kind == "linear":  # LM head: hidden states [B, H], weight [V, H], token ids [B]
+        hid = torch.randn(b, case.hidden, generator=g)
+        w = torch.randn(c, case.hidden, generator=g) / case.hidden**0.5
+        y = torch.randint(0, c, (b,), generator=g)
+        return (hid.to(device), w.to(device)), y.to(device)
     if kind == "dense":  # segmentation: logits [N, C, *] and class indices [N, *]
         shape = case.dense_shape
         z = torch.randn(shape, generator=g) * 2
@@ -555,8 +677,11 @@ def saved_tensor_bytes(fn: Callable[..., Tensor], xs: tuple[Tensor, ...], t: Ten
     return sum(seen.values())
 
 
-def time_pair(ours, peer, xs, t, repeats: int, device: torch.device) -> tuple[float, float, float]:
-    """Median forward+backward times of ``ours`` and ``peer`` and the median of paired ratios.
+def time_pair(
+    ours, peer, xs, t, repeats: int, device: torch.device
+) -> tuple[float, float, float, tuple[float, float]]:
+    """Median forward+backward times of ``ours`` and ``peer``, the median of paired ratios and
+    their quartiles (the spread of the ratio).
 
     The two run alternately, call by call, and each ratio compares two adjacent calls: on a
     shared machine whose speed jumps between regimes (CPU-quota throttling, other processes) the
@@ -577,7 +702,13 @@ def time_pair(ours, peer, xs, t, repeats: int, device: torch.device) -> tuple[fl
             if i >= 2:  # warm-up
                 times[k].append(time.perf_counter() - start)
     ratios = [a / b for a, b in zip(times[0], times[1], strict=True)]
-    return statistics.median(times[0]), statistics.median(times[1]), statistics.median(ratios)
+    q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
+    return (
+        statistics.median(times[0]),
+        statistics.median(times[1]),
+        statistics.median(ratios),
+        (q1, q3),
+    )
 
 
 def cuda_peak(fn, xs, t) -> int:
@@ -590,12 +721,30 @@ def cuda_peak(fn, xs, t) -> int:
     return torch.cuda.max_memory_allocated() - base
 
 
+def compiled_pair(case: Case, xs, t) -> tuple[Callable[..., Tensor], Callable[..., Tensor]]:
+    """Both sides compiled (inductor, one graph, static shapes), compiled before any timing."""
+    torch._dynamo.reset()
+    fns = tuple(
+        torch.compile(fn, fullgraph=True, dynamic=False)
+        for fn in (case.compiled or case.ours, case.peer)
+    )
+    for fn in fns:
+        for _ in range(2):  # the first call compiles
+            _call(fn, _leaves(xs), t).backward()
+    return fns[0], fns[1]
+
+
 def measure(
-    cases: list[Case], b: int, c: int, repeats: int, device: torch.device
+    cases: list[Case],
+    b: int,
+    c: int,
+    repeats: int,
+    device: torch.device,
+    compile_rows: bool = True,
 ) -> tuple[list[dict], list[str]]:
     rows, skipped = [], []
     for case in cases:
-        xs, t = make_inputs(case, case.batch or b, c, device)
+        xs, t = make_inputs(case, case.batch or b, case.classes or c, device)
         try:
             ours_v = _call(case.ours, xs, t)
         except (AttributeError, KeyError) as err:  # a loss not found: say so, measure the rest
@@ -603,10 +752,12 @@ def measure(
             print(f"{device.type:4s} {case.name:34s} skipped: {err}", flush=True)
             continue
         peer_v = _call(case.peer, xs, t)
-        t_ours, t_peer, paired = time_pair(case.ours, case.peer, xs, t, repeats, device)
+        t_ours, t_peer, paired, spread = time_pair(case.ours, case.peer, xs, t, repeats, device)
         shape = "×".join(
             str(d) for d in (xs[-1].shape if case.target == "ranking" else xs[0].shape)
         )
+        if case.target == "linear":
+            shape += f", V={xs[1].shape[0]}"
         row = {
             "loss": case.name,
             "peer": case.peer_name,
@@ -619,7 +770,13 @@ def measure(
             "peer_saved_MiB": saved_tensor_bytes(case.peer, xs, t) / 2**20,
         }
         row["time_ratio"] = paired  # median over adjacent (ours, peer) call pairs
+        row["time_ratio_q1"], row["time_ratio_q3"] = spread
         row["saved_ratio"] = row["ours_saved_MiB"] / max(row["peer_saved_MiB"], 1e-9)
+        if case.compile and compile_rows:
+            c_ours, c_peer = compiled_pair(case, xs, t)
+            tc_ours, tc_peer, c_paired, _ = time_pair(c_ours, c_peer, xs, t, repeats, device)
+            row["compiled_ours_ms"], row["compiled_peer_ms"] = 1e3 * tc_ours, 1e3 * tc_peer
+            row["compiled_time_ratio"] = c_paired
         if device.type == "cuda":
             row["ours_peak_MiB"] = cuda_peak(case.ours, xs, t) / 2**20
             row["peer_peak_MiB"] = cuda_peak(case.peer, xs, t) / 2**20
@@ -627,7 +784,13 @@ def measure(
         rows.append(row)
         print(
             f"{device.type:4s} {case.name:34s} time ×{row['time_ratio']:.2f}  "
-            f"saved ×{row['saved_ratio']:.2f}  ({row['ours_ms']:.2f} vs {row['peer_ms']:.2f} ms)",
+            f"saved ×{row['saved_ratio']:.2f}  ({row['ours_ms']:.2f} vs {row['peer_ms']:.2f} ms)"
+            + (
+                f"  compiled ×{row['compiled_time_ratio']:.2f} ({row['compiled_ours_ms']:.2f} "
+                f"vs {row['compiled_peer_ms']:.2f} ms)"
+                if "compiled_time_ratio" in row
+                else ""
+            ),
             flush=True,
         )
     return rows, skipped
@@ -647,16 +810,40 @@ Notes
   the shared validator zeroes the gradient of ignored rows so that a NaN/inf logit in an ignored
   row gets exactly zero gradient (`F.cross_entropy` gives NaN there). That pass is the
   difference to torch in those two rows.
-- BPR (`γ > 0`): a hand-fused forward/backward that computes the slope
-  `σ(Δ)(1 − σ(Δ))/(σ(Δ) + γ)` in place in the forward and saves only it (RecBole's expression
-  through autograd saves the sigmoid and the log input). At K=1 (`[B]` scores, 16 KiB tensors)
-  the time is op-dispatch overhead and the ratio is a tie. `γ = 0` is torch's `softplus(−Δ)`
-  itself (same graph, a tie by construction).
+- Where the time goes on this CPU: stand-alone transcendental ops (`torch.exp`, `log1p`,
+  `F.softplus`, `binary_cross_entropy_with_logits`, `F.logsigmoid`) cost 10–100× an
+  element-wise multiply, while the fused `softmax` / `log_softmax` kernels and `sigmoid` are
+  cheap. The fused rows are built around that: softplus and BCE as `max(x, 0) − log σ(|x|)`
+  with `σ(|x|) = max(p, 1 − p)` from a sigmoid needed anyway (one `log` of a value in
+  [1/2, 1], same absolute accuracy), NCE from one `softmax` (`log p = z − max z + log p_max`),
+  the chunked linear CE from a `softmax` written over each logits chunk (`lse = max z −
+  log max p`) instead of `logsumexp` plus `exp`.
+- Sigmoid focal / Poly-1 focal: one fused forward that computes the value and the derivative
+  `q^(γ−1)[α_t(γ s BCE + q (p − t)) + ε(γ + 1) q s]` (`q = 1 − p_t`, `s = ∂q/∂x`) and saves only
+  it; the backward is one multiply (torchvision's expression keeps about seven tensors and runs
+  some twenty passes in backward). The `[0, 1]` target check is one read-only `aminmax` pass.
+- BPR: a hand-fused forward/backward that computes the slope (`γ > 0`:
+  `σ(Δ)(1 − σ(Δ))/(σ(Δ) + γ)`; `γ = 0`: `σ(−Δ)`, with the value `softplus(−Δ)` from the same
+  sigmoid) in the forward and saves only it (RecBole's expression through autograd saves the
+  sigmoid and the log input). At K=1 (`[B]` scores, 16 KiB tensors) the time is op-dispatch
+  overhead and the ratio is a tie. `bce_rec`: the same softplus, nothing saved but the inputs
+  (the backward recomputes the two sigmoids).
+- Process state moves the softplus peers: on this machine `F.softplus` (the peer of `bpr (γ=0)`
+  and `bce_rec`) runs about 6× faster once any fractional `pow` has run in the process (the GCE
+  row does one): 0.62 → 0.10 ms at `[4096, 16]`, other ops unchanged. Rows measured before that
+  (a fresh process, or the rows above GCE) show ours at 0.3–0.4×; measured after it, a tie
+  (≈ 1.0×). Ours uses no `softplus`, so its own time does not move.
+- `cosine_contrastive` runs the same kernels as its relu form (`relu_` in place on the fresh
+  differences); what is left is the argument checks' fixed cost, so it is a tie, not a win.
 - Sampled softmax: the log-sum-exp over `[s⁺, s⁻]` is computed without building the
   concatenated `[B, K + 1]` logits; the one saved tensor is `exp(z_j − max)` `[B, K]`, vs the
   `[B, K + 1]` log-softmax that `F.cross_entropy` saves (hence ×1.00 memory).
-- Both fused losses keep a twice-differentiable path: under `create_graph=True` the backward
+- Every fused loss keeps a twice-differentiable path: under `create_graph=True` the backward
   differentiates the reference expression instead (autograd's cost, only then).
+- Compiled rows: inductor's CPU kernels on this machine ran slower than eager ATen (e.g. the
+  relu-and-sum of `cosine_contrastive` at K=256: 64 ms compiled vs 10 ms eager, both sides);
+  the compiled ratios compare like with like, the absolute compiled times do not represent
+  inductor elsewhere.
 - Embedding rows (B=1024, D=128, vs pytorch-metric-learning): NT-Xent and SupCon build one
   `[2B, 2B]` similarity (the anchors scaled by 1/τ before the matmul, the self-similarity set to
   −∞ in place) and save only it, plus a 1-byte positive mask for SupCon; the positive term is
@@ -704,10 +891,34 @@ def markdown(rows: list[dict], meta: dict, skipped: list[str] = ()) -> str:
         if "peak_ratio" in r:
             line += f" {r['peak_ratio']:.2f} |"
         lines.append(line)
+    compiled = [r for r in rows if "compiled_time_ratio" in r]
+    if compiled:
+        lines += [
+            "",
+            "Compiled: both sides under `torch.compile(fullgraph=True, dynamic=False)` (inductor, "
+            "compiled before timing; ours with `validate_args=False`, its data checks being host "
+            "syncs), same pairing; *eager ×* is the row's eager ratio from the table above, with "
+            "the quartiles of its paired ratios when recorded.",
+            "",
+            "| device | loss | eager × (quartiles) | compiled ours ms | compiled peer ms "
+            "| compiled × | ours compiled / eager |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['device']} | {r['loss']} | {r['time_ratio']:.2f}{_iqr(r)} | "
+            f"{_ms(r['compiled_ours_ms'])} | {_ms(r['compiled_peer_ms'])} | "
+            f"{r['compiled_time_ratio']:.2f} | {r['compiled_ours_ms'] / r['ours_ms']:.2f} |"
+            for r in compiled
+        ]
     if skipped:
         lines += ["", "Not measured in this run (functional not available when it ran):"]
         lines += [f"- {s}" for s in skipped]
     return "\n".join(lines) + "\n" + NOTES
+
+
+def _iqr(r: dict) -> str:
+    q = r.get("time_ratio_q1"), r.get("time_ratio_q3")
+    return f" ({q[0]:.2f}–{q[1]:.2f})" if None not in q else ""
 
 
 def _ms(v: float) -> str:
@@ -727,6 +938,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--only", nargs="*", default=None, help="substring filter on case names")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument(
+        "--no-compile", action="store_true", help="skip the torch.compile timings (slow to build)"
+    )
     args = _common.parse(parser, argv)
     if args.repeats < 5:
         parser.error("--repeats must be ≥ 5")
@@ -737,6 +951,10 @@ def main(argv: list[str] | None = None) -> None:
     cases = [c for c in build_cases() if not args.only or any(s in c.name for s in args.only)]
     if args.smoke:  # rows pinned to their own B (PML's B=128 NT-Xent: seconds a call) shrink too
         cases = [dataclasses.replace(c, batch=min(c.batch, args.emb_batch)) for c in cases]
+        cases = [
+            dataclasses.replace(c, classes=min(c.classes, args.classes), hidden=min(c.hidden, 8))
+            for c in cases
+        ]
         cases = [
             dataclasses.replace(c, dense_shape=(2, c.dense_shape[1], *[4] * len(c.dense_shape[2:])))
             if c.dense_shape
@@ -750,7 +968,9 @@ def main(argv: list[str] | None = None) -> None:
             ([k for k in cases if k.target not in EMBEDDING_KINDS], (args.batch, args.classes)),
             ([k for k in cases if k.target in EMBEDDING_KINDS], (args.emb_batch, args.emb_dim)),
         ):
-            got, miss = measure(group, b, c, args.repeats, device)
+            # Smoke runs skip torch.compile: seconds of C++ compilation per row.
+            compile_rows = not (args.smoke or args.no_compile)
+            got, miss = measure(group, b, c, args.repeats, device, compile_rows)
             rows += got
             skipped += miss if device.type == "cpu" else []
     meta = {

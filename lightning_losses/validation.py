@@ -176,10 +176,13 @@ def check_class_weight(
 
 def check_probability_target(name: str, target: Tensor, *, validate_args: bool = True) -> None:
     """Binary / probability targets of sigmoid losses must lie in ``[0, 1]`` (one host sync)."""
-    if not validate_args or not target.numel():
+    if not validate_args or not target.numel() or target.dtype == torch.bool:
         return
-    outside = ~((target >= 0) & (target <= 1))  # NaN counts as outside
-    if bool(outside.any()):
+    # One read-only pass (min and max propagate NaN, which then fails both comparisons) instead
+    # of four element-wise passes with boolean temporaries; the offending value only on failure.
+    low, high = torch.aminmax(target)
+    if not bool((low >= 0) & (high <= 1)):
+        outside = ~((target >= 0) & (target <= 1))  # NaN counts as outside
         bad = target[outside][0].item()
         raise ValueError(f"{name} must hold probabilities in [0, 1], got a value {bad}")
 

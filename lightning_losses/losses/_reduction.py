@@ -26,6 +26,8 @@ def reduce_loss(
         loss = torch.where(valid, loss, torch.zeros((), dtype=loss.dtype, device=loss.device))
     if reduction == "none":
         return loss.reshape(out_shape) if out_shape is not None else loss
+    if reduction == "mean" and weight is None and valid is None and loss.numel():
+        return loss.mean()  # one kernel and one graph node, no unused `sum`
     total = loss.sum()
     if reduction == "sum":
         return total

@@ -222,6 +222,59 @@ def test_poly_focal_relation_to_timm_poly_binary_cross_entropy():
         assert not torch.allclose(ours.mean(), timm.mean())
 
 
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0, 3.5])
+@pytest.mark.parametrize("epsilon", [0.0, 1.0])
+@pytest.mark.parametrize("alpha", [None, 0.25])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_fused_sigmoid_focal_gradcheck_and_double_backward(gamma, epsilon, alpha, reduction):
+    # The hand-derived backward against finite differences (float64), soft and hard targets,
+    # and create_graph=True (which differentiates the reference expression).
+    x = randn(4, 3, dtype=torch.float64, seed=21).requires_grad_(True)
+    for t in (torch.rand(4, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64),
+              (randn(4, 3, seed=22) > 0).double()):  # fmt: skip
+        fn = lambda z, t=t: LF.poly_focal_loss(  # noqa: E731
+            z, t, epsilon=epsilon, alpha=alpha, gamma=gamma, reduction=reduction
+        )
+        assert torch.autograd.gradcheck(fn, (x,))
+        assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+def test_fused_sigmoid_focal_is_finite_and_exact_at_saturated_logits(gamma):
+    # At |x| = 1e4 the sigmoid saturates to exactly 0 or 1: the value is the float64 formula's
+    # (BCE = |x| for the wrong label, 0 for the right one) and the gradient finite. For γ < 1,
+    # torchvision's autograd gives NaN where p_t = 1 (0 · ∞ from (1 - p_t)^(γ-1)); the true
+    # derivative there is 0.
+    x = torch.tensor([-1e4, -1e4, 1e4, 1e4, 30.0, -30.0], requires_grad=True)
+    t = torch.tensor([0.0, 1.0, 0.0, 1.0, 1.0, 0.0])
+    ours = LF.sigmoid_focal_loss(x, t, gamma=gamma, alpha=None, reduction="none")
+    x64 = x.detach().double()
+    bce = x64.clamp_min(0) - x64 * t.double() + torch.log1p(torch.exp(-x64.abs()))
+    q = torch.where(t.bool(), torch.sigmoid(-x64), torch.sigmoid(x64))  # 1 - p_t, exactly
+    torch.testing.assert_close(ours.double(), q**gamma * bce)
+    (grad,) = torch.autograd.grad(ours.sum(), x)
+    assert torch.isfinite(grad).all()
+    assert grad[[0, 3, 4, 5]].abs().max() < 1e-6  # confident and right: ~0
+    assert grad[1] < 0 and grad[2] > 0  # confident and wrong: pushed towards the label
+
+
+def test_fused_sigmoid_focal_saves_one_tensor_besides_its_inputs():
+    # The derivative, computed in the forward, is the only new tensor autograd keeps.
+    x = randn(64, 32, dtype=torch.float32, seed=3).requires_grad_(True)
+    t = (randn(64, 32, seed=4) > 0).float()
+    seen = {}
+
+    def pack(v):
+        seen[v.untyped_storage().data_ptr()] = v.untyped_storage().nbytes()
+        return v
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda v: v):
+        LF.poly_focal_loss(x, t)
+    for v in (x, t):
+        seen.pop(v.untyped_storage().data_ptr(), None)
+    assert sum(seen.values()) == x.numel() * 4, seen
+
+
 def test_poly_focal_default_is_focal_plus_cubed_term():
     # x = 0, t = 1: p_t = 1/2, focal = 0.25 · 0.25 · log 2, poly = 1 · 0.5^3 (docstring example).
     expected = 0.25 * 0.25 * torch.log(torch.tensor(2.0)) + 0.125

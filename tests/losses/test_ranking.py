@@ -176,13 +176,19 @@ def test_bpr_saves_one_score_sized_tensor_half_of_recboles():
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("name", ["bpr", "sampled_softmax"])
+@pytest.mark.parametrize("name", ["bpr", "bpr_gamma0", "bce_rec", "sampled_softmax"])
 def test_fused_losses_are_twice_differentiable(name, reduction):
     # create_graph=True (gradient penalties, meta-learning) must not silently drop the term.
     pos, neg = scores(n=4, k=3)
     if name == "bpr":
         ours = lambda p, n: LF.bpr_loss(p, n, gamma=0.05, reduction=reduction)  # noqa: E731
         ref = lambda p, n: reduce(recbole_bpr_rows(p, n, 0.05), reduction)  # noqa: E731
+    elif name == "bpr_gamma0":
+        ours = lambda p, n: LF.bpr_loss(p, n, gamma=0.0, reduction=reduction)  # noqa: E731
+        ref = lambda p, n: reduce(F.softplus(n - p[:, None]).mean(1), reduction)  # noqa: E731
+    elif name == "bce_rec":
+        ours = lambda p, n: LF.bce_rec_loss(p, n, reduction=reduction)  # noqa: E731
+        ref = lambda p, n: reduce(F.softplus(-p) + F.softplus(n).mean(1), reduction)  # noqa: E731
     else:
         ours = lambda p, n: LF.sampled_softmax_loss(  # noqa: E731
             p, n, temperature=0.7, reduction=reduction
@@ -190,9 +196,12 @@ def test_fused_losses_are_twice_differentiable(name, reduction):
         ref = lambda p, n: cat_ce(p, n, 0.7, reduction=reduction)  # noqa: E731
     assert torch.autograd.gradgradcheck(ours, (pos, neg))
 
-    def penalty(fn):  # d/d(neg) of |d loss / d pos|²
+    # BCE's positive and negative terms are separate: its penalty's gradient goes to pos.
+    wrt = pos if name == "bce_rec" else neg
+
+    def penalty(fn):  # d/d(wrt) of |d loss / d pos|²
         (gp,) = torch.autograd.grad(fn(pos, neg).sum(), pos, create_graph=True)
-        return torch.autograd.grad(gp.square().sum(), neg)[0]
+        return torch.autograd.grad(gp.square().sum(), wrt)[0]
 
     torch.testing.assert_close(penalty(ours), penalty(ref))
 
@@ -308,6 +317,49 @@ def test_bce_rec_matches_binary_cross_entropy_with_logits():
     pos_t = F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos), reduction="none")
     neg_t = F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg), reduction="none")
     assert_same_value_and_grads(ours, pos_t + neg_t.mean(1), (pos, neg))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_bce_rec_matches_float64_formula_at_extreme_scores_and_saves_nothing(reduction):
+    # The fused softplus (one sigmoid, one log) against log(1 + e^x) written out in float64.
+    pos = torch.tensor([-1e4, -30.0, -2.0, 0.0, 3.0, 30.0, 1e4], requires_grad=True)
+    neg = torch.stack([pos.detach().flip(0), pos.detach() * 0.5], 1).requires_grad_(True)
+    ours = LF.bce_rec_loss(pos, neg, reduction=reduction)
+
+    def softplus64(x):  # log(1 + e^x) = log(e^0 + e^x), stable and smooth in float64
+        return torch.logaddexp(x, torch.zeros_like(x))
+
+    p64 = pos.detach().double().requires_grad_(True)
+    n64 = neg.detach().double().requires_grad_(True)
+    ref = reduce(softplus64(-p64) + softplus64(n64).mean(1), reduction)
+    torch.testing.assert_close(ours.double(), ref.detach(), rtol=1e-6, atol=1e-6)
+    w = torch.randn(ours.shape, generator=torch.Generator().manual_seed(3))
+    g_ours = torch.autograd.grad((ours * w).sum(), (pos, neg))
+    g_ref = torch.autograd.grad((ref * w.double()).sum(), (p64, n64))
+    for a, b in zip(g_ours, g_ref, strict=True):
+        torch.testing.assert_close(a.double(), b, rtol=1e-6, atol=1e-7)
+    # Only references to the inputs are kept for backward (the slopes are recomputed).
+    pos2, neg2 = scores(n=64, k=8, dtype=torch.float32)
+    _, saved = saved_bytes(lambda p, n: LF.bce_rec_loss(p, n, reduction=reduction), pos2, neg2)
+    assert saved <= 1024, saved
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_bpr_gamma_zero_matches_float64_softplus_at_extreme_scores(reduction):
+    pos = torch.tensor([-1e4, -20.0, 0.0, 20.0, 1e4], requires_grad=True)
+    neg = torch.tensor([[1e4, 0.0], [-20.0, 25.0], [0.0, -3.0], [30.0, -30.0], [-1e4, 1e4]])
+    neg.requires_grad_(True)
+    ours = LF.bpr_loss(pos, neg, gamma=0.0, reduction=reduction)
+    p64 = pos.detach().double().requires_grad_(True)
+    n64 = neg.detach().double().requires_grad_(True)
+    d = n64 - p64[:, None]
+    ref = reduce(torch.logaddexp(d, torch.zeros_like(d)).mean(1), reduction)  # softplus
+    torch.testing.assert_close(ours.double(), ref.detach(), rtol=1e-6, atol=1e-6)
+    w = torch.randn(ours.shape, generator=torch.Generator().manual_seed(5))
+    g_ours = torch.autograd.grad((ours * w).sum(), (pos, neg))
+    g_ref = torch.autograd.grad((ref * w.double()).sum(), (p64, n64))
+    for a, b in zip(g_ours, g_ref, strict=True):
+        torch.testing.assert_close(a.double(), b, rtol=1e-6, atol=1e-7)
 
 
 # ----------------------------------------------------------------------------- shared

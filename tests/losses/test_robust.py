@@ -145,6 +145,23 @@ def test_normalized_losses_are_symmetric_and_in_range(n, c, seed, scale):
         torch.testing.assert_close(per_label.sum(1), torch.ones(n, dtype=torch.float64))
 
 
+@pytest.mark.parametrize("shift", [0.0, 1e4, -1e4])
+def test_nce_float32_matches_float64_formula_at_large_logits(shift):
+    # The fused forward reads log p from one softmax (log p_k = z_k - max z + log p_max): large
+    # logits of either sign must not cancel in the row sum Σ_k log p_k.
+    g = torch.Generator().manual_seed(0)
+    z32 = (torch.randn(8, 50, generator=g) * 5 + shift).requires_grad_(True)
+    y = torch.randint(0, 50, (8,), generator=g)
+    z64 = z32.detach().double().requires_grad_(True)
+    log_p = z64.log_softmax(1)
+    ref = log_p.gather(1, y[:, None]).squeeze(1) / log_p.sum(1)
+    ours = LF.normalized_cross_entropy(z32, y, reduction="none")
+    torch.testing.assert_close(ours.double(), ref.detach(), rtol=1e-5, atol=1e-6)
+    (g_ours,) = torch.autograd.grad(ours.sum(), z32)
+    (g_ref,) = torch.autograd.grad(ref.sum(), z64)
+    torch.testing.assert_close(g_ours.double(), g_ref, rtol=1e-4, atol=1e-7)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_nce_and_nfl_match_official_code(dtype):
     x = randn(16, 10, dtype=dtype)

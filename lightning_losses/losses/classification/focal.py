@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_losses.losses._classification import prepare_classification
-from lightning_losses.losses._numerics import upcast
+from lightning_losses.losses._numerics import softplus_from_sigmoid, upcast
 from lightning_losses.losses._reduction import reduce_loss
 from lightning_losses.losses.base import InputKind, Loss
 from lightning_losses.registry import register_loss
@@ -215,30 +215,128 @@ def _check_sigmoid_focal_args(*, alpha: Any, gamma: Any) -> dict[str, Any]:
     return {"alpha": _check_sigmoid_alpha(alpha), "gamma": check_number("gamma", gamma, low=0.0)}
 
 
+def _sigmoid_focal_expr(
+    x: Tensor, t: Tensor, alpha: float | None, gamma: float, epsilon: float
+) -> Tensor:
+    """Element-wise (Poly-1) sigmoid focal loss through autograd: torchvision's arithmetic.
+
+    The reference the fused function reproduces, and its twice-differentiable path.
+    """
+    p = torch.sigmoid(x)
+    ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    one_minus_p_t = 1 - (p * t + (1 - p) * (1 - t))
+    loss = ce * one_minus_p_t.pow(gamma)
+    if alpha is not None:
+        loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
+    if epsilon:
+        loss = loss + epsilon * one_minus_p_t.pow(gamma + 1.0)
+    return loss
+
+
+class _SigmoidFocal(torch.autograd.Function):
+    r"""Fused (Poly-1) sigmoid focal loss: the value and its derivative from the same passes.
+
+    With $p = \sigma(x)$, $q = 1 - p_t = p + t - 2pt$, $s = \partial q / \partial x =
+    p(1 - p)(1 - 2t)$ and $\mathrm{BCE}' = p - t$:
+
+    $$
+    \frac{\partial \ell}{\partial x} = q^{\gamma - 1}\big[\alpha_t(\gamma\,s\,\mathrm{BCE}
+    + q\,(p - t)) + \epsilon(\gamma + 1)\,q\,s\big].
+    $$
+
+    The forward computes it in place next to the value and saves only it (plus references to
+    the inputs): autograd through torchvision's expression keeps about seven `[*]` tensors and
+    runs some twenty element-wise passes in backward; here the backward is one multiply. For a
+    scalar reduction the `1/N` of the mean is applied to the upstream scalar in backward.
+    Under `create_graph=True` the backward differentiates the reference expression instead, so
+    higher-order gradients are right (at autograd's cost, only then).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: Tensor,
+        t: Tensor,
+        alpha: float | None,
+        gamma: float,
+        epsilon: float,
+        reduction: str,
+    ) -> Tensor:
+        p = torch.sigmoid(x)
+        # BCE = softplus(x) - x t, from the sigmoid already at hand: one `log` where
+        # `binary_cross_entropy_with_logits` evaluates `log1p(exp(-|x|))`.
+        ce = softplus_from_sigmoid(x, p).addcmul_(x, t, value=-1.0)
+        q = torch.add(p, t).addcmul_(p, t, value=-2.0)  # 1 - p_t
+        if gamma != int(gamma):
+            q.clamp_min_(0.0)  # rounding must not hand a negative base to a fractional power
+        d = torch.sub(p, t)  # d BCE / dx
+        s = p.addcmul_(p, p, value=-1.0)  # p (1 - p), in p's buffer
+        s.addcmul_(s, t, value=-2.0)  # · (1 - 2t) = dq/dx
+        if gamma:
+            d.mul_(q).addcmul_(s, ce, value=gamma)  # q (p - t) + γ s BCE
+        if alpha is not None:  # α_t = (1 - α) + t (2α - 1), the balance of the focal term
+            # 0-dim fills, not new_tensor: no host-to-device copy on CUDA.
+            a_t = torch.lerp(q.new_full((), 1.0 - alpha), q.new_full((), alpha), t)
+            d.mul_(a_t)
+            ce.mul_(a_t)
+        if epsilon:
+            if gamma:
+                d.addcmul_(q, s, value=epsilon * (gamma + 1.0))
+            else:
+                d.add_(s, alpha=epsilon)
+            ce.add_(q, alpha=epsilon)
+        if gamma and gamma != 1.0:
+            # q^(γ-1); where q = 0 the bracket vanishes like q, so 0 is the limit for γ < 1.
+            r = q if gamma == 2.0 else q.pow(gamma - 1.0)
+            if gamma < 1.0:
+                r.masked_fill_(q == 0, 0.0)
+            d.mul_(r)
+        if gamma:
+            ce.mul_(q.pow_(gamma))  # the value: q^γ (α_t BCE + ε q)
+        ctx.save_for_backward(d, x, t)
+        ctx.hp = (alpha, gamma, epsilon, reduction)
+        if reduction == "none":
+            return ce
+        total = ce.sum()
+        return total / max(ce.numel(), 1) if reduction == "mean" else total
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        d, x, t = ctx.saved_tensors
+        alpha, gamma, epsilon, reduction = ctx.hp
+        nones = (None,) * 5
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
+            with torch.enable_grad():
+                out = reduce_loss(_sigmoid_focal_expr(x, t, alpha, gamma, epsilon), reduction)
+            (g,) = torch.autograd.grad(out, x, grad, create_graph=True)
+            return g, *nones
+        if reduction == "mean":
+            grad = grad / max(d.numel(), 1)
+        return d * grad, *nones
+
+
 def _sigmoid_focal_elements(
     input: Tensor,
     target: Tensor,
     alpha: float | None,
     gamma: float,
     *,
+    epsilon: float = 0.0,
+    reduction: str,
     validate_args: bool,
     input_name: str = "input",
     target_name: str = "target",
-) -> tuple[Tensor, Tensor]:
-    """Validated element-wise sigmoid focal loss and `1 - p_t` (torchvision's arithmetic)."""
+) -> Tensor:
+    """Validated, reduced (Poly-1) sigmoid focal loss (torchvision's values and gradients)."""
     check_tensor(input_name, input, floating=True)
     check_tensor(target_name, target)
     check_same_shape(input_name, input, target_name, target)
     check_probability_target(target_name, target, validate_args=validate_args)
     x = upcast(input)
     t = target.to(x.dtype)
-    p = torch.sigmoid(x)
-    ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
-    one_minus_p_t = 1 - (p * t + (1 - p) * (1 - t))
-    loss = ce * one_minus_p_t.pow(gamma)
-    if alpha is not None and alpha >= 0:
-        loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
-    return loss, one_minus_p_t
+    if alpha is not None and alpha < 0:  # torchvision: a negative alpha disables the balance
+        alpha = None
+    return _SigmoidFocal.apply(x, t, alpha, gamma, epsilon, reduction)
 
 
 def sigmoid_focal_loss(
@@ -290,8 +388,9 @@ def sigmoid_focal_loss(
     """
     check_reduction(reduction)
     hp = _check_sigmoid_focal_args(alpha=alpha, gamma=gamma)
-    loss, _ = _sigmoid_focal_elements(input, target, **hp, validate_args=validate_args)
-    return reduce_loss(loss, reduction)
+    return _sigmoid_focal_elements(
+        input, target, **hp, reduction=reduction, validate_args=validate_args
+    )
 
 
 def sigmoid_focal_loss_torchvision(
@@ -327,10 +426,15 @@ def sigmoid_focal_loss_torchvision(
     """
     check_reduction(reduction)
     hp = _check_sigmoid_focal_args(alpha=alpha, gamma=gamma)
-    loss, _ = _sigmoid_focal_elements(
-        inputs, targets, **hp, validate_args=True, input_name="inputs", target_name="targets"
+    return _sigmoid_focal_elements(
+        inputs,
+        targets,
+        **hp,
+        reduction=reduction,
+        validate_args=True,
+        input_name="inputs",
+        target_name="targets",
     )
-    return reduce_loss(loss, reduction)
 
 
 @register_loss("sigmoid_focal", aliases=("binary_focal",))
@@ -450,10 +554,15 @@ def poly_focal_loss(
     """
     check_reduction(reduction)
     hp = _check_poly_focal_args(epsilon=epsilon, alpha=alpha, gamma=gamma)
-    focal, one_minus_p_t = _sigmoid_focal_elements(
-        input, target, hp["alpha"], hp["gamma"], validate_args=validate_args
+    return _sigmoid_focal_elements(
+        input,
+        target,
+        hp["alpha"],
+        hp["gamma"],
+        epsilon=hp["epsilon"],
+        reduction=reduction,
+        validate_args=validate_args,
     )
-    return reduce_loss(focal + hp["epsilon"] * one_minus_p_t.pow(hp["gamma"] + 1.0), reduction)
 
 
 @register_loss("poly_focal", aliases=("poly1_focal",))

@@ -28,7 +28,7 @@ from lightning_losses.losses.language.fused_ce import (
     LMLossOutput,
     _check_lm_ce_args,
     ce_z_grad_logits,
-    ce_z_rows,
+    softmax_rows_,
 )
 from lightning_losses.registry import register_loss
 from lightning_losses.validation import (
@@ -105,14 +105,18 @@ def _chunk_grads(
     grads: tuple[Tensor | None, Tensor | None, Tensor | None],
     label_smoothing: float,
     coeff: float,
+    probs: bool = False,
 ) -> None:
     r"""Add one chunk's gradients: `dh = dz W` (written), `dW += dzᵀ h`, `db += Σ dz` (summed).
 
-    `logits` (a fresh chunk) is overwritten by $\partial\ell/\partial z$; `h` is the chunk's
-    masked hidden states, `gc`/`gz` the upstream gradients of its CE and z-loss rows.
+    `logits` (a fresh chunk, or its softmax with `probs`) is overwritten by
+    $\partial\ell/\partial z$; `h` is the chunk's masked hidden states, `gc`/`gz` the upstream
+    gradients of its CE and z-loss rows.
     """
     grad_h, grad_w, grad_b = grads
-    d = ce_z_grad_logits(logits, lse, target, gc, gz, label_smoothing, coeff, inplace=True)
+    d = ce_z_grad_logits(
+        logits, lse, target, gc, gz, label_smoothing, coeff, inplace=True, probs=probs
+    )
     if grad_b is not None:
         grad_b += d.sum(0)
     d = d.to(weight.dtype)
@@ -173,7 +177,9 @@ class _ChunkedLinearCE(torch.autograd.Function):
         for s in range(0, m, chunk_size):
             e = min(s + chunk_size, m)
             logits, _ = _chunk_logits(hidden[s:e], valid[s:e], weight, bias)
-            ce[s:e], z[s:e], lse[s:e] = ce_z_rows(logits, target[s:e], label_smoothing, coeff)
+            _, ce[s:e], z[s:e], lse[s:e] = softmax_rows_(
+                logits, target[s:e], label_smoothing, coeff
+            )
             del logits
         ctx.save_for_backward(hidden, weight, bias, target, valid, lse)
         ctx.label_smoothing, ctx.coeff, ctx.chunk_size = label_smoothing, coeff, chunk_size
@@ -194,6 +200,7 @@ class _ChunkedLinearCE(torch.autograd.Function):
         for s in range(0, m, chunk):
             e = min(s + chunk, m)
             logits, h = _chunk_logits(hidden[s:e], valid[s:e], weight, bias)
+            probs = torch._softmax(logits, -1, False, out=logits)  # = exp(z - lse), one pass
             # Ignored tokens get exactly zero gradient (their upstream gradient is masked).
             v = valid[s:e]
             gc = None if g_ce is None else torch.where(v, g_ce[s:e].to(acc), 0.0)
@@ -201,7 +208,7 @@ class _ChunkedLinearCE(torch.autograd.Function):
             sliced = (None if grads[0] is None else grads[0][s:e], *grads[1:])
             _chunk_grads(
                 h,
-                logits,
+                probs,
                 lse[s:e],
                 target[s:e],
                 gc,
@@ -210,8 +217,9 @@ class _ChunkedLinearCE(torch.autograd.Function):
                 sliced,
                 ctx.label_smoothing,
                 ctx.coeff,
+                True,
             )
-            del logits
+            del logits, probs
         return (*_cast_back(grads, weight, bias), *nones)
 
 
@@ -247,7 +255,7 @@ class _ChunkedLinearCEScalar(torch.autograd.Function):
             e = min(s + chunk_size, m)
             v = valid[s:e]
             logits, h = _chunk_logits(hidden[s:e], v, weight, bias)
-            ce, z, lse = ce_z_rows(logits, target[s:e], label_smoothing, coeff)
+            probs, ce, z, lse = softmax_rows_(logits, target[s:e], label_smoothing, coeff)
             zero = torch.zeros((), dtype=acc, device=ce.device)
             total += torch.where(v, ce + z if coeff > 0 else ce, zero).sum()
             z_total += torch.where(v, z, zero).sum()
@@ -255,9 +263,9 @@ class _ChunkedLinearCEScalar(torch.autograd.Function):
                 g = torch.where(v, scale, zero)
                 sliced = (None if grads[0] is None else grads[0][s:e], *grads[1:])
                 _chunk_grads(
-                    h, logits, lse, target[s:e], g, g, weight, sliced, label_smoothing, coeff
+                    h, probs, lse, target[s:e], g, g, weight, sliced, label_smoothing, coeff, True
                 )
-            del logits
+            del logits, probs
         ctx.save_for_backward(*_cast_back(grads, weight, bias))
         loss, z_loss = total * scale, z_total * scale
         ctx.mark_non_differentiable(z_loss)

@@ -58,11 +58,39 @@ def ce_z_rows(
     """
     lse = logits.logsumexp(-1)
     z_y = logits.gather(-1, target[:, None]).squeeze(-1)
+    mean_z = logits.mean(-1) if label_smoothing > 0 else None
+    ce, z = ce_z_from_lse(lse, z_y, mean_z, label_smoothing, coeff)
+    return ce, z, lse
+
+
+def ce_z_from_lse(
+    lse: Tensor, z_y: Tensor, mean_z: Tensor | None, label_smoothing: float, coeff: float
+) -> tuple[Tensor, Tensor]:
+    r"""`(ce, z_loss)` rows from `lse`, the target logit `z_y` and (with smoothing) the row mean."""
     if label_smoothing > 0:
-        ce = lse - (1.0 - label_smoothing) * z_y - label_smoothing * logits.mean(-1)
+        assert mean_z is not None
+        ce = lse - (1.0 - label_smoothing) * z_y - label_smoothing * mean_z
     else:
         ce = lse - z_y
-    return ce, z_loss_from_lse(lse, coeff), lse
+    return ce, z_loss_from_lse(lse, coeff)
+
+
+def softmax_rows_(
+    logits: Tensor, target: Tensor, label_smoothing: float, coeff: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    r"""`(p, ce, z_loss, lse)` of a fresh `[m, V]` chunk whose buffer becomes `p = softmax`.
+
+    One fused `softmax` pass written over the logits (no second `[m, V]` buffer), then
+    $\mathrm{lse} = \max_k z_k - \log \max_k p_k$: `logsumexp` followed by `exp` in the
+    gradient costs two stand-alone `exp` passes instead, several times slower on CPU.
+    """
+    z_y = logits.gather(-1, target[:, None]).squeeze(-1)
+    mean_z = logits.mean(-1) if label_smoothing > 0 else None
+    z_max = logits.amax(-1)
+    p = torch._softmax(logits, -1, False, out=logits)  # row-wise: safe in place
+    lse = z_max.sub_(p.amax(-1).log_())
+    ce, z = ce_z_from_lse(lse, z_y, mean_z, label_smoothing, coeff)
+    return p, ce, z, lse
 
 
 def ce_z_grad_logits(
@@ -75,16 +103,21 @@ def ce_z_grad_logits(
     coeff: float,
     *,
     inplace: bool = False,
+    probs: bool = False,
 ) -> Tensor:
     r"""Gradient wrt `[m, V]` logits of $\sum_t g^{CE}_t \ell^{CE}_t + g^{z}_t \ell^{z}_t$.
 
     $\partial \ell^{CE}/\partial z = p - (1-\varepsilon) e_y - \varepsilon/V$ and
     $\partial \ell^{z}/\partial z = 2c\,\mathrm{lse}\,p$, so one `exp` pass gives both:
     $p\,(g^{CE} + 2c\,\mathrm{lse}\,g^{z}) - g^{CE}((1-\varepsilon)e_y + \varepsilon/V)$.
-    With `inplace` the logits buffer becomes the gradient (the chunked path's fresh chunk).
+    With `inplace` the logits buffer becomes the gradient (the chunked path's fresh chunk);
+    with `probs` it already holds $p$ (from `softmax_rows_`) and becomes the gradient.
     """
-    p = logits.sub_(lse[:, None]) if inplace else logits - lse[:, None]
-    p = p.exp_()
+    if probs:
+        p = logits
+    else:
+        p = logits.sub_(lse[:, None]) if inplace else logits - lse[:, None]
+        p = p.exp_()
     zero = torch.zeros((), dtype=p.dtype, device=p.device)
     scale = g_ce if g_ce is not None else zero
     if g_z is not None and coeff > 0:
