@@ -129,6 +129,19 @@ def _moe_balancing(r: dict, mod: ModuleType) -> None:
     for arm in r["summary"].values():
         assert set(arm) == {"maxvio_global", "val_ppl", "step_ms", "overhead"}
         assert len(arm["val_ppl"]) == 1
+    # The smoke run also runs the paper regime (real text, held-out and shifted evaluation).
+    out = Path(r["config"]["out"])
+    long = json.loads((out / "moe_balancing_long.json").read_text())
+    assert long["eval_sets"] == [
+        "held-out (train dist.)",
+        "licences (shift)",
+        "grammar (strong shift)",
+    ]
+    assert set(long["summary"]) == set(r["summary"])
+    for arm in long["summary"].values():
+        assert all(len(values) == 1 for values in arm.values())
+        assert 0 <= arm["maxvio_global | licences (shift)"][0] <= 3  # top-2 of 8: at most 3
+    assert (out / "moe_balancing_long.png").stat().st_size > 0
 
 
 def _multi_task(r: dict, mod: ModuleType) -> None:
@@ -152,10 +165,17 @@ def _noisy_labels(r: dict, mod: ModuleType) -> None:
 
 
 def _pld(r: dict, mod: ModuleType) -> None:
-    assert set(r) == {"config", "runs", "summary", "overhead"}
-    assert [row["method"] for row in r["summary"]] == ["uniform", "pld τ=0.5"]
-    for row in r["summary"]:
-        assert {"recall@20", "ndcg@20", "noisy_share_last", "noisy_share_mean"} <= set(row)
+    assert set(r) == {"config", "runs", "recipe_check", "overhead", "summary", "selection"}
+    assert {t["method"] for t in r["summary"]} == set(mod.METHODS)
+    for t in r["summary"]:
+        assert {"val_recall@20", "recall@20", "ndcg@20", "noisy_share_last"} <= set(t)
+    (sel,) = r["selection"]  # the smoke run has one noise rate
+    for method in mod.METHODS:  # each method at its best *validation* score, never test
+        rows = [t for t in r["summary"] if t["method"] == method]
+        best = max(rows, key=lambda t: t["val_recall@20"]["mean"])
+        assert sel[method]["config"] == best["config"]
+    assert len(sel["paired"]["recall@20"]["values"]) == r["config"]["seeds"]
+    assert [row["model"] for row in r["recipe_check"]] == list(mod.BASES)
     assert [o["model"] for o in r["overhead"]] == [
         "mf (a) callback",
         "mf (b) inline",
