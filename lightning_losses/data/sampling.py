@@ -10,9 +10,10 @@ Two parts:
 - `ResumableLoader`: a `DataLoader` with `state_dict` / `load_state_dict`, which Lightning (>= 2.2)
   puts into the checkpoint's loop state and restores before training resumes. The state is the
   epoch of the running pass, the number of batches it has handed out, and every rank's random
-  states ([rng][lightning_losses.data.rng]); a resumed pass skips those batches (sampler indices
-  only, no data loaded, in a single-process map-style loader) and restores the random states
-  just before its first batch, so dropout continues as in the uninterrupted run.
+  states ([gather_rng_states][lightning_losses.data.rng.gather_rng_states]); a resumed pass
+  skips those batches (sampler indices only, no data loaded, in a single-process map-style
+  loader) and restores the random states just before its first batch, so dropout continues as
+  in the uninterrupted run.
 
 Lightning fetches batches ahead of training only from loaders without a length; these loaders
 have one, so the batches handed out are exactly the batches trained on when a checkpoint is
