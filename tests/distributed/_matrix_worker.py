@@ -26,6 +26,10 @@ from torch.utils.data import DataLoader
 STEPS = 2
 GLOBAL_BATCH = 8
 VOCAB, SEQ = 64, 8
+USERS, ITEMS = 16, 32
+# The U-Net's deepest BatchNorm sees (IMAGE / 32)^2 values per image and channel: at 32 pixels
+# (one value) the float32 run drifts 1e-3 from float64 in two steps; at 64, 1e-5.
+IMAGE = 64
 
 
 # ----------------------------------------------------------------------------------- models
@@ -76,6 +80,38 @@ def preference() -> LightningModule:
         vocab_size=VOCAB, hidden_size=16, num_layers=1, num_heads=2, max_position_embeddings=SEQ
     )
     return _sgd(lm, 0.5)
+
+
+def recsys(l2_reg: float = 0.0) -> LightningModule:
+    from lightning_losses.recipes.recsys import RecsysModule
+
+    model = RecsysModule(embedding_dim=8, l2_reg=l2_reg, n_users=USERS, n_items=ITEMS)
+    return _sgd(model, 0.5)
+
+
+def recsys_l2() -> LightningModule:
+    # The aux objective "l2" is a mean over the batch's rows, like the main loss.
+    return recsys(l2_reg=0.1)
+
+
+def segmentation() -> LightningModule:
+    from lightning_losses.recipes.segmentation import SegmentationModule
+
+    model = SegmentationModule(num_classes=4, decoder_channels=[16, 16, 8, 8, 8], figure_samples=0)
+    return _sgd(model, 0.1)
+
+
+def per_rank_batchnorm(model: LightningModule, world: int = 2) -> LightningModule:
+    """One process whose BatchNorm layers normalise each rank's rows with their own statistics.
+
+    What DDP without ``sync_batchnorm`` computes in training; the rest of the step (the loss and
+    the callbacks) sees the global batch. Running statistics are not compared (buffers).
+    """
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            forward = module.forward
+            module.forward = lambda x, f=forward: torch.cat([f(c) for c in x.chunk(world)])
+    return model
 
 
 # ------------------------------------------------------------------------------------ data
@@ -129,6 +165,28 @@ def preference_batches(g: torch.Generator) -> list[Any]:
     return out
 
 
+def interaction_batches(g: torch.Generator) -> list[Any]:
+    # The negatives are drawn into the batch: the loss is per (user, positive, negative) row.
+    return [
+        {
+            "user": torch.randint(USERS, (GLOBAL_BATCH,), generator=g),
+            "pos_item": torch.randint(ITEMS, (GLOBAL_BATCH,), generator=g),
+            "neg_item": torch.randint(ITEMS, (GLOBAL_BATCH,), generator=g),
+        }
+        for _ in range(STEPS)
+    ]
+
+
+def image_mask_batches(g: torch.Generator) -> list[Any]:
+    return [
+        {
+            "image": torch.randn(GLOBAL_BATCH, 1, IMAGE, IMAGE, generator=g),
+            "mask": torch.randint(4, (GLOBAL_BATCH, IMAGE, IMAGE), generator=g),
+        }
+        for _ in range(STEPS)
+    ]
+
+
 def rank_rows(batch: Any, rank: int, world: int) -> Any:
     """Rows ``[rank * n / world, (rank + 1) * n / world)`` of every tensor of a batch."""
     if isinstance(batch, dict):
@@ -153,7 +211,7 @@ class FixedBatches(LightningDataModule):
 
 
 # ----------------------------------------------------------------------------------- cases
-def _callbacks(name: str) -> list[Callback]:
+def _callbacks(name: str, aux: str = "z_loss") -> list[Callback]:
     from lightning_losses.callbacks import (
         SAM,
         EMAGradientProjection,
@@ -171,7 +229,7 @@ def _callbacks(name: str) -> list[Callback]:
         # Synced: one perturbation from the global pass-1 gradient, as one process computes it.
         "sam": [SAM(rho=0.05, sync_perturbation=True)],
         "bloop": [EMAGradientProjection(ema=0.5, lbda=0.5)],
-        "multi_task": [GradientAggregation("upgrad", tasks=["z_loss"], log_stats=False)],
+        "multi_task": [GradientAggregation("upgrad", tasks=[aux], log_stats=False)],
     }[name]
 
 
@@ -184,10 +242,13 @@ class Case:
     batches: Callable[[torch.Generator], list[Any]]
     refused: str | None = None  # the error message expected instead of a run
     # "global": W ranks == one process on the global batch; "per_rank": == the mean of the
-    # losses of the W row slices, each computed alone (per-rank negatives, batch statistics).
+    # losses of the W row slices, each computed alone (per-rank negatives, batch statistics);
+    # "per_rank_batchnorm": one process on the global batch whose BatchNorm layers normalise
+    # each rank's rows alone (DDP without sync_batchnorm).
     relation: str = "global"
     contrast: bool = False  # the test also checks that the other relation differs
     kwargs: dict[str, Any] = field(default_factory=dict)
+    aux: str = "z_loss"  # the aux objective of the multi_task column
 
     @property
     def id(self) -> str:
@@ -198,7 +259,7 @@ class Case:
         model = self.model()
         batches = self.batches(torch.Generator().manual_seed(1))
         torch.manual_seed(2)  # the training draws (augmentations), alike on every rank
-        return model, _callbacks(self.callback), batches
+        return model, _callbacks(self.callback, self.aux), batches
 
 
 def _nlp_z() -> LightningModule:
@@ -211,6 +272,15 @@ def moe(balance_loss_coeff: float = 0.0) -> LightningModule:
         model_type="llama_moe",
         model_config={"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 16},
         balance_loss_coeff=balance_loss_coeff,
+    )
+
+
+def moe_z() -> LightningModule:
+    # An aux objective (the router-free z-loss) for the bloop and multi_task columns.
+    return nlp(
+        model_type="llama_moe",
+        model_config={"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 16},
+        z_loss_coeff=1e-2,
     )
 
 
@@ -227,6 +297,8 @@ CASES = [
     Case("preference", "none", "ddp", preference, preference_batches),
     Case("preference", "reweighting", "ddp", preference, preference_batches),
     Case("preference", "kl_dro", "ddp", preference, preference_batches),
+    Case("preference", "sam", "ddp", preference, preference_batches),
+    Case("preference", "perp_grad", "ddp", preference, preference_batches),
     Case("nlp", "none", "ddp", nlp, token_batches),
     Case("nlp", "reweighting", "ddp", nlp, token_batches),
     Case("nlp", "kl_dro", "ddp", nlp, token_batches),
@@ -246,13 +318,53 @@ CASES = [
         vision_batches,
         contrast=True,
     ),
+    *(
+        Case("metric_gather", cb, "ddp", metric(gather_distributed=True), vision_batches)
+        for cb in ("reweighting", "kl_dro", "sam", "perp_grad")
+    ),
     Case(
         "moe_balance", "none", "ddp", moe_balance, token_batches, relation="per_rank", contrast=True
     ),
     Case("moe", "none", "ddp", moe, token_batches),
+    Case("moe", "reweighting", "ddp", moe, token_batches),
     Case("moe", "kl_dro", "ddp", moe, token_batches),
+    Case("moe", "sam", "ddp", moe, token_batches),
+    Case("moe", "perp_grad", "ddp", moe, token_batches),
+    Case("moe_z", "bloop", "ddp", moe_z, token_batches),
+    Case("moe_z", "multi_task", "ddp", moe_z, token_batches),
     Case("moe", "none", "fsdp", moe, token_batches),
     Case("moe", "reweighting", "fsdp", moe, token_batches),
+    Case("moe", "kl_dro", "fsdp", moe, token_batches),
+    Case("moe", "sam", "fsdp", moe, token_batches),
+    *(
+        Case("recsys", cb, "ddp", recsys, interaction_batches)
+        for cb in ("none", "reweighting", "kl_dro", "sam", "perp_grad")
+    ),
+    Case("recsys_l2", "bloop", "ddp", recsys_l2, interaction_batches),
+    Case("recsys_l2", "multi_task", "ddp", recsys_l2, interaction_batches, aux="l2"),
+    *(
+        Case(
+            "segmentation",
+            cb,
+            "ddp",
+            segmentation,
+            image_mask_batches,
+            relation="per_rank_batchnorm",
+            contrast=cb == "reweighting",
+        )
+        for cb in ("reweighting", "kl_dro", "sam", "perp_grad")
+    ),
+    *(
+        Case(
+            "segmentation",
+            cb,
+            "fsdp",
+            segmentation,
+            image_mask_batches,
+            relation="per_rank_batchnorm",
+        )
+        for cb in ("reweighting", "kl_dro", "sam")
+    ),
     Case("nlp", "perp_grad", "fsdp", nlp, token_batches, refused="does not support the sharded"),
 ]
 
@@ -278,6 +390,8 @@ def fit(case: Case, *, devices: int = 2) -> dict[str, Any]:
     model, callbacks, batches = case.build()
     if devices == 1 and case.relation == "per_rank":
         model = per_rank_steps(model)
+    if devices == 1 and case.relation == "per_rank_batchnorm":
+        model = per_rank_batchnorm(model)
     if devices == 1:
         strategy: Any = "auto"
     elif case.strategy == "ddp":
