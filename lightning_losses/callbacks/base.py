@@ -51,7 +51,7 @@ What the base owns, so that no behaviour carries it alone:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard
 
@@ -74,7 +74,10 @@ __all__ = [
     "LossModel",
     "Role",
     "SampleWeighter",
+    "amp_scale",
+    "fold_unclaimed_aux",
     "generator_state",
+    "grads_set_aside",
     "is_dtensor",
     "local_shard",
     "restore_generator",
@@ -140,6 +143,83 @@ def local_shard(t: Tensor) -> Tensor:
         tensor([1., 1.])
     """
     return t.to_local() if is_dtensor(t) else t
+
+
+def amp_scale(scaler: Any | None) -> float:
+    """The loss scale an fp16 `GradScaler` multiplied into the backward, `1.0` without one.
+
+    Gradient handlers receive objectives already scaled like Lightning's loss; they divide this
+    factor out of the gradients they keep themselves.
+
+    Args:
+        scaler: the precision plugin's grad scaler, or `None` (fp32, bf16).
+
+    Returns:
+        `scaler.get_scale()` as a float, or `1.0`.
+
+    Example:
+        >>> from lightning_losses.callbacks.base import amp_scale
+        >>> amp_scale(None)
+        1.0
+    """
+    return float(scaler.get_scale()) if scaler is not None else 1.0
+
+
+def fold_unclaimed_aux(main: Tensor, aux: Mapping[str, Tensor], claimed: Iterable[str]) -> Tensor:
+    """`main` plus every aux objective a gradient handler does not treat separately.
+
+    An aux objective the handler was not configured for is trained like part of the main loss.
+
+    Args:
+        main: the main objective.
+        aux: the aux objectives by name.
+        claimed: the names the handler back-propagates on its own.
+
+    Returns:
+        `main + Σ aux[k]` over the unclaimed names (cast to `main`'s dtype), or `main` itself.
+
+    Example:
+        >>> import torch
+        >>> from lightning_losses.callbacks.base import fold_unclaimed_aux
+        >>> aux = {"a": torch.tensor(1.0), "b": torch.tensor(2.0)}
+        >>> fold_unclaimed_aux(torch.tensor(10.0), aux, claimed=["a"])
+        tensor(12.)
+    """
+    claimed = set(claimed)
+    rest = [v.to(main.dtype) for k, v in aux.items() if k not in claimed]
+    return main + torch.stack(rest).sum() if rest else main
+
+
+@contextmanager
+def grads_set_aside(params: Sequence[Tensor]) -> Iterator[None]:
+    """Set every parameter's `.grad` aside for the block and put it back afterwards.
+
+    A `backward()` inside the block leaves only its own gradient in `.grad` (under FSDP2 the
+    only way to get a reduce-scattered gradient of one objective), while the gradient
+    accumulated before (earlier micro-batches) is restored, also when the block raises.
+
+    Args:
+        params: the parameters.
+
+    Example:
+        >>> import torch
+        >>> from lightning_losses.callbacks.base import grads_set_aside
+        >>> w = torch.ones(2, requires_grad=True)
+        >>> w.grad = torch.full((2,), 5.0)
+        >>> with grads_set_aside([w]):
+        ...     (3 * w).sum().backward()
+        ...     inside = w.grad.clone()
+        >>> inside, w.grad
+        (tensor([3., 3.]), tensor([5., 5.]))
+    """
+    saved = [p.grad for p in params]
+    for p in params:
+        p.grad = None
+    try:
+        yield
+    finally:
+        for p, grad in zip(params, saved, strict=True):
+            p.grad = grad
 
 
 def shard_sum_fn(params: Sequence[Tensor], owner: str) -> Callable[[Tensor], Tensor]:

@@ -58,7 +58,13 @@ from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor
 from typing_extensions import override
 
-from lightning_losses.callbacks.base import BehaviourCallback, shard_sum_fn
+from lightning_losses.callbacks.base import (
+    BehaviourCallback,
+    amp_scale,
+    fold_unclaimed_aux,
+    grads_set_aside,
+    shard_sum_fn,
+)
 from lightning_losses.callbacks.base import is_dtensor as _is_dtensor
 from lightning_losses.callbacks.base import local_shard as _local
 from lightning_losses.distributed import all_reduce_sum, get_world_size
@@ -388,10 +394,7 @@ class EMAGradientProjection(BehaviourCallback):
                 f"(aux objectives: {sorted(aux)})"
             )
         total = torch.stack([weights[k] * aux[k].to(main.dtype) for k in weights]).sum()
-        rest = [v.to(main.dtype) for k, v in aux.items() if k not in weights]
-        if rest:
-            main = main + torch.stack(rest).sum()
-        return main, total
+        return fold_unclaimed_aux(main, aux, weights), total
 
     def _allocate(self, params: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
         # Returns (params, aux buffers), also kept as self._params / self._aux.
@@ -439,19 +442,16 @@ class EMAGradientProjection(BehaviourCallback):
             params, bufs = self._allocate([p for p in module.parameters() if p.requires_grad])
         else:
             params, bufs = self._params, self._aux
-        inv_scale = 1.0 / float(scaler.get_scale()) if scaler is not None else 1.0
+        inv_scale = 1.0 / amp_scale(scaler)
         if aux_total.requires_grad and params:
             if self._sharded:
                 # FSDP2: backward() so that FSDP reduce-scatters the aux gradient; keep the main
                 # gradient accumulated so far aside and restore it afterwards.
-                saved = [p.grad for p in params]
-                for p in params:
-                    p.grad = None
-                aux_total.backward(retain_graph=True)
-                for buf, p, prev in zip(bufs, params, saved, strict=True):
-                    if p.grad is not None:
-                        buf.add_(_local(p.grad).float(), alpha=inv_scale)
-                    p.grad = prev
+                with grads_set_aside(params):
+                    aux_total.backward(retain_graph=True)
+                    for buf, p in zip(bufs, params, strict=True):
+                        if p.grad is not None:
+                            buf.add_(_local(p.grad).float(), alpha=inv_scale)
             else:
                 grads = torch.autograd.grad(aux_total, params, retain_graph=True, allow_unused=True)
                 for buf, grad in zip(bufs, grads, strict=True):

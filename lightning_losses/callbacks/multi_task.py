@@ -59,7 +59,7 @@ from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor
 from typing_extensions import override
 
-from lightning_losses.callbacks.base import BehaviourCallback
+from lightning_losses.callbacks.base import BehaviourCallback, amp_scale, fold_unclaimed_aux
 from lightning_losses.distributed import all_reduce_sum, get_world_size
 from lightning_losses.mixins.loss import LossModel, Role
 from lightning_losses.multitask import AGGREGATORS, MomentumConFIG, gradnorm_update
@@ -251,10 +251,7 @@ class GradientAggregation(BehaviourCallback):
                 f"the task objectives changed from {self._names} to {names}; a "
                 f"{type(self).__name__} run needs the same aux names at every step"
             )
-        rest = [v.to(main.dtype) for k, v in aux.items() if k not in names]
-        if rest:
-            main = main + torch.stack(rest).sum()
-        return main, [aux[k] for k in names]
+        return fold_unclaimed_aux(main, aux, names), [aux[k] for k in names]
 
     def _allocate(self, module: LightningModule, k: int) -> list[Tensor]:
         params: list[Tensor] = [p for p in module.parameters() if p.requires_grad]
@@ -317,8 +314,7 @@ class GradientAggregation(BehaviourCallback):
         self.notify_called()
         main, task_objs = self._split(main, aux)
         if self.gramian_only:
-            scale = float(scaler.get_scale()) if scaler is not None else 1.0
-            self._gramian_backward([main, *task_objs], scale)
+            self._gramian_backward([main, *task_objs], amp_scale(scaler))
             return
         if self._params is None or self._flat is None:
             params = self._allocate(module, len(task_objs))
@@ -340,7 +336,7 @@ class GradientAggregation(BehaviourCallback):
             return
         flat = self._flat
         assert flat is not None
-        inv_scale = 1.0 / float(scaler.get_scale()) if scaler is not None else 1.0
+        inv_scale = 1.0 / amp_scale(scaler)
         if self.aggregator == GRADNORM:  # L_i(t): the step's (accumulated, unscaled) losses
             values = torch.stack([t.detach().double() for t in (main, *task_objs)]) * inv_scale
             self._loss_sum = values if self._loss_sum is None else self._loss_sum + values

@@ -102,6 +102,8 @@ from typing_extensions import override
 
 from lightning_losses.callbacks.base import (
     BehaviourCallback,
+    amp_scale,
+    grads_set_aside,
     is_dtensor,
     local_shard,
     shard_sum_fn,
@@ -428,11 +430,7 @@ class SAM(BehaviourCallback):
         plugin = getattr(trainer, "precision_plugin", None)
         scaler = getattr(plugin, "scaler", None)
         target = scaler.scale(loss) if scaler is not None else loss
-        raw = torch.autograd.grad(target, params, allow_unused=True)
-        grads: list[Tensor | None] = list(raw)
-        if scaler is not None:
-            inv = 1.0 / float(scaler.get_scale())
-            grads = [None if g is None else g.float() * inv for g in grads]
+        grads = _unscaled(list(torch.autograd.grad(target, params, allow_unused=True)), scaler)
         if self.sync_perturbation and is_distributed():
             grads = _mean_over_ranks(grads, params)
         return grads
@@ -446,19 +444,10 @@ class SAM(BehaviourCallback):
         # the gradients accumulated so far (earlier micro-batches) are set aside and put back.
         plugin = getattr(trainer, "precision_plugin", None)
         scaler = getattr(plugin, "scaler", None)
-        saved = [p.grad for p in params]
-        for p in params:
-            p.grad = None
-        try:
+        with grads_set_aside(params):
             (scaler.scale(loss) if scaler is not None else loss).backward()
             grads: list[Tensor | None] = [p.grad for p in params]
-        finally:
-            for p, g in zip(params, saved, strict=True):
-                p.grad = g
-        if scaler is not None:
-            inv = 1.0 / float(scaler.get_scale())
-            grads = [None if g is None else g.float() * inv for g in grads]
-        return grads
+        return _unscaled(grads, scaler)
 
     def _perturb(
         self,
@@ -518,6 +507,14 @@ class SAM(BehaviourCallback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self._skipped = torch.tensor(int(state_dict.get("skipped", 0)))
+
+
+def _unscaled(grads: list[Tensor | None], scaler: Any | None) -> list[Tensor | None]:
+    """The gradients of `scaler.scale(loss)` divided by the scale, in fp32 (as they are without)."""
+    if scaler is None:
+        return grads
+    inv = 1.0 / amp_scale(scaler)
+    return [None if g is None else g.float() * inv for g in grads]
 
 
 def _mean_over_ranks(grads: list[Tensor | None], params: list[Tensor]) -> list[Tensor | None]:
