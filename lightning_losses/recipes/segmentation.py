@@ -50,7 +50,12 @@ from lightning_losses.losses import InputKind
 from lightning_losses.mixins import CriterionSpec, LossMixin, OptimizerMixin
 from lightning_losses.validation import check_int, check_number
 
-__all__ = ["SegmentationModule", "build_segmentation_net", "plot_segmentation"]
+__all__ = [
+    "SegmentationModule",
+    "build_segmentation_net",
+    "freeze_unreached_parameters",
+    "plot_segmentation",
+]
 
 
 def build_segmentation_net(
@@ -71,7 +76,9 @@ def build_segmentation_net(
         in_channels: image channels.
         num_classes: output channels (one logit per class).
         encoder_depth: encoder stages; the input side must be a multiple of
-            `2 ** encoder_depth`.
+            `2 ** encoder_depth`. Encoder parameters beyond this depth (timm's
+            EfficientNet/MobileNet feature extractors keep them) are frozen: they never get a
+            gradient.
         decoder_channels: decoder widths, one per stage (U-Net family); `None` = the
             architecture's default or none.
         **kwargs: further `smp.create_model` arguments.
@@ -111,7 +118,7 @@ def build_segmentation_net(
                 f"got {list(decoder_channels)}"
             )
         kwargs["decoder_channels"] = channels
-    return smp.create_model(
+    net = smp.create_model(
         arch,
         encoder_name=encoder,
         encoder_weights=None,  # random init: nothing is downloaded
@@ -120,6 +127,54 @@ def build_segmentation_net(
         classes=num_classes,
         **kwargs,
     )
+    freeze_unreached_parameters(
+        net, torch.zeros(1, in_channels, 2 ** (encoder_depth + 1), 2 ** (encoder_depth + 1))
+    )
+    return net
+
+
+def freeze_unreached_parameters(net: nn.Module, example: Tensor) -> list[str]:
+    """Set `requires_grad=False` on the parameters that the output does not depend on.
+
+    timm's EfficientNet/MobileNet feature extractors keep their stages beyond smp's
+    `encoder_depth`: those parameters never get a gradient, which DDP refuses ("parameters that
+    were not used in producing loss") and which an optimizer skips anyway. Freezing them leaves
+    training unchanged and lets DDP run with its default `find_unused_parameters=False`. The
+    probe is one forward and backward of `example` in eval mode (no batch statistics are used
+    or updated, no random op runs); the module's train/eval mode and its `.grad`s are restored.
+
+    Args:
+        net: the network.
+        example: an input the network accepts (its values do not matter).
+
+    Returns:
+        The names of the parameters frozen (empty when every parameter is reached).
+
+    Example:
+        >>> from torch import nn
+        >>> net = nn.ModuleDict({"used": nn.Linear(2, 2), "spare": nn.Linear(2, 2)})
+        >>> net.forward = lambda x: net["used"](x)
+        >>> freeze_unreached_parameters(net, torch.zeros(1, 2))
+        ['spare.weight', 'spare.bias']
+    """
+    params = {name: p for name, p in net.named_parameters() if p.requires_grad}
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.enable_grad():
+            out = net(example)
+            outputs = (
+                [out] if isinstance(out, Tensor) else [t for t in out if isinstance(t, Tensor)]
+            )
+            grads = torch.autograd.grad(
+                [t.sum() for t in outputs], list(params.values()), allow_unused=True
+            )
+    finally:
+        net.train(was_training)
+    frozen = [name for (name, p), g in zip(params.items(), grads, strict=True) if g is None]
+    for name in frozen:
+        params[name].requires_grad_(False)
+    return frozen
 
 
 def plot_segmentation(
@@ -258,9 +313,10 @@ class SegmentationModule(OptimizerMixin, LossMixin, LightningModule):
         arch: segmentation_models_pytorch architecture.
         encoder: smp encoder (`"tu-<timm model>"`), randomly initialised.
         encoder_depth: encoder stages (input side: a multiple of `2 ** encoder_depth`). timm's
-            EfficientNet/MobileNet feature extractors keep their stages beyond `encoder_depth`
-            (parameters without gradient, which DDP refuses): use all 5 stages with them, or
-            `--trainer.strategy ddp_find_unused_parameters_true`.
+            EfficientNet/MobileNet feature extractors keep their stages beyond `encoder_depth`;
+            their parameters are frozen (see
+            [freeze_unreached_parameters][lightning_losses.recipes.segmentation.freeze_unreached_parameters]),
+            so DDP runs at any depth.
         decoder_channels: decoder widths, one per encoder stage, deepest first (`None` =
             `64, 32, 16, 8, ...`, at least 8).
         lr: AdamW learning rate.

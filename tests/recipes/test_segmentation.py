@@ -19,6 +19,7 @@ from lightning_losses.recipes.segmentation import (
     SegmentationModule,
     _shard_units,
     build_segmentation_net,
+    freeze_unreached_parameters,
     plot_segmentation,
 )
 from tests._lightning import cli_output_args
@@ -70,6 +71,37 @@ def test_network_maps_images_to_class_logits_and_checks_the_size():
     assert net(torch.zeros(1, 1, 16, 16)).shape == (1, 3, 16, 16)
     with pytest.raises(ValueError, match="decoder_channels"):
         build_segmentation_net(encoder_depth=3, decoder_channels=(16, 8))
+
+
+@pytest.mark.parametrize(
+    ("encoder", "depth", "spare_stages"),
+    [("tu-mobilenetv3_small_050", 3, ["2", "3", "4", "5"]), ("tu-resnet10t", 3, [])],
+)
+def test_encoder_stages_beyond_the_depth_are_frozen_so_ddp_needs_no_unused_parameter_search(
+    encoder, depth, spare_stages
+):
+    # timm's MobileNet feature extractor keeps all its blocks; smp reads the first `depth` levels.
+    net = build_segmentation_net(encoder=encoder, encoder_depth=depth, decoder_channels=(16, 8, 8))
+    net.train()
+    net(torch.randn(2, 1, 32, 32)).sum().backward()
+    trainable = {n for n, p in net.named_parameters() if p.requires_grad}
+    # DDP's condition: every parameter that requires a gradient gets one...
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+    # ... and exactly the blocks beyond the depth are frozen (a probe that froze everything or
+    # nothing would fail here), the net stays in train mode.
+    frozen = {n for n, p in net.named_parameters() if not p.requires_grad}
+    assert {n.split(".")[3] for n in frozen} == set(spare_stages)
+    assert all(n.startswith("encoder.model.blocks.") for n in frozen)
+    assert trainable and net.training
+
+
+def test_freeze_unreached_parameters_keeps_mode_and_grads():
+    net = nn.ModuleDict({"used": nn.Linear(2, 2), "spare": nn.Linear(2, 2)})
+    net.forward = lambda x: net["used"](x)  # type: ignore[method-assign]
+    net.eval()
+    assert freeze_unreached_parameters(net, torch.zeros(1, 2)) == ["spare.weight", "spare.bias"]
+    assert not net.training and all(p.grad is None for p in net.parameters())
+    assert freeze_unreached_parameters(net, torch.zeros(1, 2)) == []  # idempotent
 
 
 @pytest.mark.parametrize(("encoder", "stages"), [("tu-mobilenetv3_small_050", 6), ("resnet18", 4)])
