@@ -83,6 +83,7 @@ __all__ = [
     "restore_generator",
     "resume_seed",
     "shard_sum_fn",
+    "trained_parameters",
 ]
 
 # A large odd multiplier keeps (seed, rank, step) -> seed injective over realistic ranges.
@@ -220,6 +221,46 @@ def grads_set_aside(params: Sequence[Tensor]) -> Iterator[None]:
     finally:
         for p, grad in zip(params, saved, strict=True):
             p.grad = grad
+
+
+def trained_parameters(module: LightningModule) -> list[Tensor]:
+    """The parameters the attached trainer's optimizers step, each once, in their order.
+
+    Under FSDP2 these are the sharded DTensor parameters that receive the reduce-scattered
+    gradients. `module.parameters()` is not: between a module's forward and the end of its
+    backward FSDP2 registers the all-gathered (unsharded) copies in their place, always on the
+    root module (it does not reshard after forward by default) and on every module with
+    `reshard_after_forward=False`; those copies get no `.grad` from FSDP. Without a trainer or
+    before the optimizers exist: the module's parameters that require a gradient.
+
+    Args:
+        module: the LightningModule.
+
+    Returns:
+        The parameters (`requires_grad` only).
+
+    Example:
+        >>> import torch
+        >>> from lightning import LightningModule
+        >>> from lightning_losses.callbacks.base import trained_parameters
+        >>> module = LightningModule()
+        >>> module.net = torch.nn.Linear(2, 1)
+        >>> [tuple(p.shape) for p in trained_parameters(module)]
+        [(1, 2), (1,)]
+    """
+    trainer = getattr(module, "_trainer", None)
+    optimizers = getattr(trainer, "optimizers", None) or []
+    seen: set[int] = set()
+    params: list[Tensor] = []
+    for optimizer in optimizers:
+        for group in getattr(optimizer, "optimizer", optimizer).param_groups:
+            for p in group["params"]:
+                if p.requires_grad and id(p) not in seen:
+                    seen.add(id(p))
+                    params.append(p)
+    if not params:
+        params = [p for p in module.parameters() if p.requires_grad]
+    return params
 
 
 def shard_sum_fn(params: Sequence[Tensor], owner: str) -> Callable[[Tensor], Tensor]:

@@ -37,6 +37,10 @@ How the gradients are obtained (per micro-batch, then once per optimizer step):
   `main.backward()`. $m$ lives per shard; the partial sums of $\langle h,m\rangle$ and
   $\lVert m\rVert^2$ are all-reduced (one `[P, 3]` collective) so $c$ is global.
 
+The parameters are those the optimizers step (`callbacks.base.trained_parameters`): under FSDP2,
+`module.parameters()` lists the all-gathered copies of a module that is not resharded after
+forward (the root, by default) until its backward ends, and those copies get no reduced gradient.
+
 State: $m$ is stored in the optimizer state (`optimizer.state[p]["bloop_ema"]`, a sharded
 DTensor under FSDP2): it has the parameter's shape and sharding, so optimizer checkpointing saves
 it next to the optimizer's own moments on every strategy (sharded under FSDP2, no rank-0 gather)
@@ -64,6 +68,7 @@ from lightning_losses.callbacks.base import (
     fold_unclaimed_aux,
     grads_set_aside,
     shard_sum_fn,
+    trained_parameters,
 )
 from lightning_losses.callbacks.base import is_dtensor as _is_dtensor
 from lightning_losses.callbacks.base import local_shard as _local
@@ -291,8 +296,8 @@ class EMAGradientProjection(BehaviourCallback):
     The module must inherit [LossMixin][lightning_losses.mixins.LossMixin] and return
     `self.compute_loss(..., aux={...})` from `training_step` (automatic optimization), or call
     `self.manual_loss_backward(output)` (manual optimization, e.g. FSDP2); the aux objectives
-    must not be summed into the main loss. Gradients only of parameters that receive a main
-    gradient are changed.
+    must not be summed into the main loss. It acts on the parameters the optimizers step;
+    gradients only of those that receive a main gradient are changed.
 
     Args:
         ema: $\alpha \in (0, 1]$, the weight of the new main gradient in the EMA (reference
@@ -439,7 +444,9 @@ class EMAGradientProjection(BehaviourCallback):
         self.notify_called()
         main, aux_total = self._split(main, aux)
         if self._params is None or self._aux is None:
-            params, bufs = self._allocate([p for p in module.parameters() if p.requires_grad])
+            # The optimizers' parameters: under FSDP2 the sharded ones (module.parameters() would
+            # list the root's all-gathered copies at this point, which get no reduced gradient).
+            params, bufs = self._allocate(trained_parameters(module))
         else:
             params, bufs = self._params, self._aux
         inv_scale = 1.0 / amp_scale(scaler)

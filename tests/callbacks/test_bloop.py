@@ -251,6 +251,27 @@ def test_callback_matches_float64_reference():
     assert _gap(_reference(0.3, 0.5, project=False), params) > 1e-3
 
 
+def test_acts_on_the_optimizers_parameters():
+    # The parameters come from the optimizers (under FSDP2 module.parameters() can list
+    # all-gathered copies during the backward); one that no optimizer steps is left alone.
+    class HeadOnly(Model):
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.net[2].parameters(), lr=LR)
+
+    class Spy(EMAGradientProjection):
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            self.seen = list(self._params or [])
+            super().on_before_optimizer_step(trainer, pl_module, optimizer)
+
+    cb = Spy(ema=0.3, lbda=0.5)
+    trainer, params = _fit(HeadOnly(), [cb], max_steps=1)
+    stepped = trainer.optimizers[0].param_groups[0]["params"]
+    assert [id(p) for p in cb.seen] == [id(p) for p in stepped]
+    first = _init_net()
+    torch.testing.assert_close(params["0.weight"], first[0].weight)
+    assert _gap({"2.weight": first[2].weight}, {"2.weight": params["2.weight"]}) > 1e-3
+
+
 def test_zero_init_ema():
     _, params = _fit(Model(), [EMAGradientProjection(ema=0.3, lbda=0.5, init="zeros")])
     _close(params, _reference(0.3, 0.5, zeros=True))

@@ -1,12 +1,17 @@
 """2-rank (gloo, CPU) worker: Bloop under DDP and under FSDP2 in one launch.
 
 Rank r trains on rows [4r, 4r + 4) of each global batch of 8 (K steps, SGD with momentum, so the
-optimizer has state when the EMA joins it). Three runs:
+optimizer has state when the EMA joins it). Five runs:
 
 - `ddp`: `strategy="ddp"`, automatic optimization;
 - `ddp_accum`: the same with `accumulate_grad_batches=2` on micro-batches of 2 rows per rank;
 - `fsdp`: `ModelParallelStrategy` with `fully_shard` on both layers and the root, manual
   optimization through `LossMixin.manual_loss_backward`;
+- `fsdp_root`: the same with `fully_shard` on the first layer and the root only, so the root owns
+  the last layer's parameters: FSDP2 does not reshard the root after forward, and during the
+  backward `module.parameters()` lists all-gathered copies of them, not the sharded parameters
+  that receive the reduce-scattered gradient (the layout of the Hugging Face LM recipes, whose
+  root owns the embeddings and the LM head);
 - `fsdp_resume`: FSDP2 on the first global batch only (one batch per epoch, so a resumed run
   sees the same batches): 3 steps uninterrupted vs 1 step, a sharded (distributed) checkpoint,
   and a resume to step 3.
@@ -49,9 +54,10 @@ def aux_objective(logits):
 
 
 class Model(LossMixin, LightningModule):
-    def __init__(self, manual: bool = False):
+    def __init__(self, manual: bool = False, root_owns_head: bool = False):
         super().__init__()
         self.net = init_state()
+        self.root_owns_head = root_owns_head
         self.configure_criterion("cross_entropy")
         self.automatic_optimization = not manual
 
@@ -63,7 +69,8 @@ class Model(LossMixin, LightningModule):
 
         dp = mesh["data_parallel"]
         fully_shard(self.net[0], mesh=dp)
-        fully_shard(self.net[2], mesh=dp)
+        if not self.root_owns_head:
+            fully_shard(self.net[2], mesh=dp)
         fully_shard(self.net, mesh=dp)
 
     def training_step(self, batch, batch_idx):
@@ -104,8 +111,18 @@ def fsdp():
     return ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1)
 
 
-def fit(strategy, *, manual=False, accumulate=1, max_steps=K, batches=K, ckpt=None, save=None):
-    model = Model(manual=manual)
+def fit(
+    strategy,
+    *,
+    manual=False,
+    accumulate=1,
+    max_steps=K,
+    batches=K,
+    ckpt=None,
+    save=None,
+    root_owns_head=False,
+):
+    model = Model(manual=manual, root_owns_head=root_owns_head)
     trainer = Trainer(
         accelerator="cpu",
         devices=2,
@@ -138,6 +155,7 @@ def main(out: str) -> None:
     rank, results["ddp"] = fit("ddp")
     _, results["ddp_accum"] = fit("ddp", accumulate=2)
     _, results["fsdp"] = fit(fsdp(), manual=True)
+    _, results["fsdp_root"] = fit(fsdp(), manual=True, root_owns_head=True)
     _, full = fit(fsdp(), manual=True, batches=1)
     fit(fsdp(), manual=True, batches=1, max_steps=1, save=f"{out}.ckpt")
     _, resumed = fit(fsdp(), manual=True, batches=1, ckpt=f"{out}.ckpt")

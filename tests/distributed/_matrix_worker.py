@@ -7,8 +7,10 @@ process group. A case is a recipe module (tiny, seeded), the callbacks of its co
 ``[r * B / 2, (r + 1) * B / 2)`` of each (no sampler: the data split is fixed, so the test can
 rebuild the global batch). Every case uses SGD (linear in the gradient: no AdamW amplification of
 rounding noise). Per rank and case it saves the local training losses and the final (full)
-parameters; a case whose callback the strategy refuses saves the error message instead. The test
-(``test_matrix.py``) trains the same module and callbacks in one process on the global batches.
+parameters (and, for the masked-image-modeling cases, the random masks of every step: see
+``MaskTape``); a case whose callback the strategy refuses saves the error message instead. The
+test (``test_matrix.py``) trains the same module and callbacks in one process on the global
+batches (replaying the ranks' masks, concatenated).
 Usage: ``torchrun ... _matrix_worker.py OUT_PREFIX`` (writes ``OUT_PREFIX.rank{0,1}.pt``).
 """
 
@@ -30,6 +32,7 @@ USERS, ITEMS = 16, 32
 # The U-Net's deepest BatchNorm sees (IMAGE / 32)^2 values per image and channel: at 32 pixels
 # (one value) the float32 run drifts 1e-3 from float64 in two steps; at 64, 1e-5.
 IMAGE = 64
+MIM_IMAGE = 16  # 4x4 patches of 4 pixels
 
 
 # ----------------------------------------------------------------------------------- models
@@ -99,6 +102,48 @@ def segmentation() -> LightningModule:
 
     model = SegmentationModule(num_classes=4, decoder_channels=[16, 16, 8, 8, 8], figure_samples=0)
     return _sgd(model, 0.1)
+
+
+def mim() -> LightningModule:
+    from lightning_losses.recipes.masked_image_modeling import MaskedImageModeling
+
+    model = MaskedImageModeling(
+        img_size=MIM_IMAGE,
+        patch_size=4,
+        embed_dim=16,
+        depth=1,
+        num_heads=2,
+        decoder_dim=16,
+        decoder_heads=2,
+    )
+    return _sgd(model, 0.1)
+
+
+class MaskTape:
+    """The MIM recipe's training masks, per step and call: recorded, or replayed.
+
+    Without hard-patch mining the recipe draws MAE's random masks from the process's global RNG,
+    so one process on the global batch cannot draw what the ranks drew. The tape wraps the
+    module's ``mim_loss``: it keeps the mask of every call (``steps[step][call]``, ``SAM`` calls it
+    twice per step) and, given ``replay`` (the same layout), passes those masks instead.
+    """
+
+    def __init__(self, model: Any, replay: list[list[torch.Tensor]] | None = None) -> None:
+        self.steps: list[list[torch.Tensor]] = []
+        loss = model.mim_loss
+
+        def mim_loss(batch: Any, mask: torch.Tensor | None = None, stage: str = "train") -> Any:
+            step = model.trainer.global_step
+            while len(self.steps) <= step:
+                self.steps.append([])
+            calls = self.steps[step]
+            if replay is not None and mask is None:
+                mask = replay[step][len(calls)]
+            out = loss(batch, mask=mask, stage=stage)
+            calls.append(out.extras["mae"].mask.detach().clone())
+            return out
+
+        model.mim_loss = mim_loss
 
 
 def per_rank_batchnorm(model: LightningModule, world: int = 2) -> LightningModule:
@@ -183,6 +228,13 @@ def image_mask_batches(g: torch.Generator) -> list[Any]:
             "image": torch.randn(GLOBAL_BATCH, 1, IMAGE, IMAGE, generator=g),
             "mask": torch.randint(4, (GLOBAL_BATCH, IMAGE, IMAGE), generator=g),
         }
+        for _ in range(STEPS)
+    ]
+
+
+def image_batches(g: torch.Generator) -> list[Any]:
+    return [
+        {"image": torch.randn(GLOBAL_BATCH, 1, MIM_IMAGE, MIM_IMAGE, generator=g)}
         for _ in range(STEPS)
     ]
 
@@ -309,6 +361,7 @@ CASES = [
     Case("nlp", "none", "fsdp", nlp, token_batches),
     Case("nlp", "kl_dro", "fsdp", nlp, token_batches),
     Case("nlp", "sam", "fsdp", nlp, token_batches),
+    Case("nlp", "bloop", "fsdp", _nlp_z, token_batches),
     Case("metric", "none", "ddp", metric(), vision_batches, relation="per_rank", contrast=True),
     Case(
         "metric_gather",
@@ -336,6 +389,7 @@ CASES = [
     Case("moe", "reweighting", "fsdp", moe, token_batches),
     Case("moe", "kl_dro", "fsdp", moe, token_batches),
     Case("moe", "sam", "fsdp", moe, token_batches),
+    Case("moe_z", "bloop", "fsdp", moe_z, token_batches),
     *(
         Case("recsys", cb, "ddp", recsys, interaction_batches)
         for cb in ("none", "reweighting", "kl_dro", "sam", "perp_grad")
@@ -365,6 +419,28 @@ CASES = [
         )
         for cb in ("reweighting", "kl_dro", "sam")
     ),
+    # MIM: the ranks' random masks are recorded and replayed (MaskTape); the task of the
+    # multi_task column is the loss predictor's objective ("loss_pred"). The bloop cell under DDP
+    # is open (docs/design/distributed.md, note 16).
+    *(
+        Case("mim", cb, "ddp", mim, image_batches)
+        for cb in ("none", "reweighting", "kl_dro", "sam", "perp_grad")
+    ),
+    Case("mim", "multi_task", "ddp", mim, image_batches, aux="loss_pred"),
+    *(
+        Case("mim", cb, "fsdp", mim, image_batches)
+        for cb in ("none", "reweighting", "kl_dro", "sam", "bloop")
+    ),
+    Case("mim", "perp_grad", "fsdp", mim, image_batches, refused="does not support the sharded"),
+    Case(
+        "mim",
+        "multi_task",
+        "fsdp",
+        mim,
+        image_batches,
+        refused="does not support sharded (FSDP2) parameters",
+        aux="loss_pred",
+    ),
     Case("nlp", "perp_grad", "fsdp", nlp, token_batches, refused="does not support the sharded"),
 ]
 
@@ -383,11 +459,17 @@ def _full(tensor: torch.Tensor) -> torch.Tensor:
     return full.detach().float().clone()
 
 
-def fit(case: Case, *, devices: int = 2) -> dict[str, Any]:
-    """Train ``case`` for ``STEPS`` steps on ``devices`` (1: the whole batches, no strategy)."""
+def fit(
+    case: Case, *, devices: int = 2, masks: list[list[torch.Tensor]] | None = None
+) -> dict[str, Any]:
+    """Train ``case`` for ``STEPS`` steps on ``devices`` (1: the whole batches, no strategy).
+
+    A MIM case records its masks (``"masks"`` in the result), or replays ``masks``.
+    """
     from lightning.pytorch.strategies import DDPStrategy, ModelParallelStrategy
 
     model, callbacks, batches = case.build()
+    tape = MaskTape(model, masks) if hasattr(model, "mim_loss") else None
     if devices == 1 and case.relation == "per_rank":
         model = per_rank_steps(model)
     if devices == 1 and case.relation == "per_rank_batchnorm":
@@ -420,6 +502,7 @@ def fit(case: Case, *, devices: int = 2) -> dict[str, Any]:
         "losses": rec.losses,
         "params": {k: _full(v) for k, v in model.named_parameters()},
         "fsdp_modules": sum(isinstance(m, FSDPModule) for m in model.modules()),
+        "masks": None if tape is None else tape.steps,
     }
 
 

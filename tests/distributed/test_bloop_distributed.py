@@ -1,5 +1,9 @@
 """Bloop under 2-rank DDP (plain and with gradient accumulation) and FSDP2 vs one process.
 
+FSDP2 twice: every layer sharded on its own, and the root owning the last layer (the root is not
+resharded after forward, so its parameters must be taken from the optimizer, not from
+`module.parameters()`, which then lists the all-gathered copies).
+
 Also: an FSDP2 run resumed from a sharded checkpoint equals the uninterrupted run.
 
 One subprocess launch (`_bloop_distributed_worker.py`) runs all of them. Reference: a naive float64
@@ -72,7 +76,7 @@ def test_bloop_ddp_and_fsdp2_match_single_process(tmp_path):
     ranks = [torch.load(f"{prefix}.rank{r}") for r in range(2)]
     mod = _worker()
     ref_params, ref_ema = _reference(mod)
-    for run in ("ddp", "ddp_accum", "fsdp"):
+    for run in ("ddp", "ddp_accum", "fsdp", "fsdp_root"):
         for r in range(2):
             res = ranks[r][run]
             for n, ref in ref_params.items():
@@ -87,7 +91,8 @@ def test_bloop_ddp_and_fsdp2_match_single_process(tmp_path):
             torch.testing.assert_close(
                 ranks[0][run]["ema"][n], ranks[1][run]["ema"][n], atol=1e-6, rtol=0
             )
-    assert ranks[0]["fsdp"]["sharded"] and not ranks[0]["ddp"]["sharded"]
+    assert ranks[0]["fsdp"]["sharded"] and ranks[0]["fsdp_root"]["sharded"]
+    assert not ranks[0]["ddp"]["sharded"]
     # FSDP2 sharded checkpoint: the per-shard EMA is restored (without it the gap is ~1e-4).
     for r in range(2):
         res = ranks[r]["fsdp_resume"]
