@@ -40,6 +40,9 @@ How the gradients are obtained (per micro-batch, then once per optimizer step):
 The parameters are those the optimizers step (`callbacks.base.trained_parameters`): under FSDP2,
 `module.parameters()` lists the all-gathered copies of a module that is not resharded after
 forward (the root, by default) until its backward ends, and those copies get no reduced gradient.
+The main backward seeds the aux objectives with zero: a parameter that only they reach (a loss
+predictor) gets a zero main gradient, so its direction is $\lambda h$ (its $m$ is 0) and DDP's
+reducer sees it used.
 
 State: $m$ is stored in the optimizer state (`optimizer.state[p]["bloop_ema"]`, a sharded
 DTensor under FSDP2): it has the parameter's shape and sharding, so optimizer checkpointing saves
@@ -465,7 +468,14 @@ class EMAGradientProjection(BehaviourCallback):
                     if grad is not None:
                         buf.add_(grad.float(), alpha=inv_scale)
             self._have_aux = True
-        main.backward()
+            # The aux objectives ride along with a zero seed: a parameter only they reach (a
+            # loss predictor) gets a zero main gradient, so the projection applies to it
+            # (direction λh) and DDP's reducer sees it used.
+            torch.autograd.backward(
+                [main, aux_total], [torch.ones_like(main), torch.zeros_like(aux_total)]
+            )
+        else:
+            main.backward()
 
     # -- the step ----------------------------------------------------------------------------
     def _reduce_fn(self) -> Callable[[Tensor], Tensor] | None:

@@ -59,7 +59,12 @@ from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor
 from typing_extensions import override
 
-from lightning_losses.callbacks.base import BehaviourCallback, amp_scale, fold_unclaimed_aux
+from lightning_losses.callbacks.base import (
+    BehaviourCallback,
+    amp_scale,
+    fold_unclaimed_aux,
+    trained_parameters,
+)
 from lightning_losses.distributed import all_reduce_sum, get_world_size
 from lightning_losses.mixins.loss import LossModel, Role
 from lightning_losses.multitask import AGGREGATORS, MomentumConFIG, gradnorm_update
@@ -254,7 +259,9 @@ class GradientAggregation(BehaviourCallback):
         return fold_unclaimed_aux(main, aux, names), [aux[k] for k in names]
 
     def _allocate(self, module: LightningModule, k: int) -> list[Tensor]:
-        params: list[Tensor] = [p for p in module.parameters() if p.requires_grad]
+        # The optimizers' parameters: under FSDP2 module.parameters() can list all-gathered
+        # copies here (no DTensor visible), which would slip past the refusal below.
+        params = trained_parameters(module)
         if any(hasattr(p, "device_mesh") for p in params):
             raise ValueError(
                 f"{type(self).__name__} does not support sharded (FSDP2) parameters: the "

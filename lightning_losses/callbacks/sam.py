@@ -107,6 +107,7 @@ from lightning_losses.callbacks.base import (
     is_dtensor,
     local_shard,
     shard_sum_fn,
+    trained_parameters,
 )
 from lightning_losses.distributed import all_reduce_sum, get_world_size, is_distributed
 from lightning_losses.mixins.loss import Role
@@ -355,17 +356,6 @@ class SAM(BehaviourCallback):
         self._restore()
 
     # ---------------------------------------------------------------------------- the step
-    def _params(self, trainer: Trainer) -> list[Tensor]:
-        seen: set[int] = set()
-        params: list[Tensor] = []
-        for optimizer in trainer.optimizers:
-            for group in optimizer.param_groups:
-                for p in group["params"]:
-                    if p.requires_grad and id(p) not in seen:
-                        seen.add(id(p))
-                        params.append(p)
-        return params
-
     def _active(self, trainer: Trainer, pl_module: LightningModule) -> bool:
         return pl_module.training and trainer.global_step % self.interval == 0
 
@@ -379,7 +369,7 @@ class SAM(BehaviourCallback):
     ) -> Any:
         if not self._active(trainer, pl_module):
             return original(*args, **kwargs)
-        params = self._params(trainer)
+        params = trained_parameters(pl_module)
         rng = self._rng_state(params) if self.replay_rng else None
         weighter = pl_module.__dict__.get(Role.SAMPLE_WEIGHTER)
         recorder = _RecordingWeighter(weighter) if weighter is not None else None

@@ -272,6 +272,29 @@ def test_acts_on_the_optimizers_parameters():
     assert _gap({"2.weight": first[2].weight}, {"2.weight": params["2.weight"]}) > 1e-3
 
 
+def test_a_parameter_only_the_aux_objective_reaches_is_trained_by_lambda_h():
+    # A loss predictor: its parameter has no main gradient, so its direction is λh (m = 0 there).
+    class Predictor(Model):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.tensor(2.0))
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            logits = self.net(x)
+            pred = self.scale * logits.detach().square().mean()
+            aux = {"l2": _aux(logits), "pred": (pred - 1.0) ** 2}
+            return self.compute_loss(logits, y, aux=aux).to_dict()
+
+    for scope in ("global", "per_tensor"):
+        model = Predictor()
+        _fit(model, [EMAGradientProjection(ema=0.3, lbda=0.5, scope=scope)], max_steps=1)
+        x, _ = _data()
+        r = _init_net()(x[:B]).detach().double().square().mean()
+        h = 2 * (2.0 * r - 1.0) * r  # d/ds (s r - 1)^2 at s = 2
+        torch.testing.assert_close(model.scale.detach().double(), 2.0 - LR * 0.5 * h)
+
+
 def test_zero_init_ema():
     _, params = _fit(Model(), [EMAGradientProjection(ema=0.3, lbda=0.5, init="zeros")])
     _close(params, _reference(0.3, 0.5, zeros=True))

@@ -420,11 +420,11 @@ CASES = [
         for cb in ("reweighting", "kl_dro", "sam")
     ),
     # MIM: the ranks' random masks are recorded and replayed (MaskTape); the task of the
-    # multi_task column is the loss predictor's objective ("loss_pred"). The bloop cell under DDP
-    # is open (docs/design/distributed.md, note 16).
+    # multi_task column is the loss predictor's objective ("loss_pred"); Bloop trains the loss
+    # predictor, which only the aux objective reaches, along λh (docs/design/distributed.md, 16).
     *(
         Case("mim", cb, "ddp", mim, image_batches)
-        for cb in ("none", "reweighting", "kl_dro", "sam", "perp_grad")
+        for cb in ("none", "reweighting", "kl_dro", "sam", "perp_grad", "bloop")
     ),
     Case("mim", "multi_task", "ddp", mim, image_batches, aux="loss_pred"),
     *(
