@@ -405,6 +405,23 @@ class LossReweighting(BehaviourCallback):
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._check_non_finite()
 
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        # The non-finite losses counted since the last logged step, and whether the one warning
+        # was given: a resumed run neither warns twice nor forgets a count it has not reported.
+        count = 0 if self._non_finite is None else int(self._non_finite)
+        warned = self._warned_non_finite
+        return {**super().state_dict(), "non_finite": {"count": count, "warned": warned}}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        saved = state_dict.get("non_finite")  # absent from checkpoints of older versions
+        if saved is not None:
+            self._warned_non_finite = bool(saved["warned"])
+            count = int(saved["count"])
+            self._non_finite = torch.tensor(count) if count else None
+
     def _check_non_finite(self) -> None:
         # One host read, on steps that are logged anyway (and at epoch end).
         count, self._non_finite = self._non_finite, None

@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, TensorDataset
 
 from lightning_losses.data.noise import NOISE_KINDS, inject_label_noise
-from lightning_losses.data.sampling import epoch_shuffled_loader, require_setup
+from lightning_losses.data.sampling import epoch_shuffled_loader, eval_loader, require_setup
 from lightning_losses.validation import check_choice, check_int, check_number
 
 __all__ = [
@@ -282,7 +282,7 @@ class ImageDataModule(LightningDataModule):
         data: ConcatDataset[dict[str, Tensor]] = ConcatDataset(
             [_ImageDict(s.x_train, s.y_train, probe_fit=True), _ImageDict(x, y)]
         )
-        return DataLoader(data, batch_size=self.eval_batch_size)
+        return eval_loader(data, batch_size=self.eval_batch_size)
 
     def val_dataloader(self) -> DataLoader:
         s = self._ready()
@@ -376,8 +376,8 @@ class NoisyDigitsDataModule(LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         s = self._ready()
-        return DataLoader(TensorDataset(s.x_val, s.y_val), batch_size=512)
+        return eval_loader(TensorDataset(s.x_val, s.y_val), batch_size=512)
 
     def test_dataloader(self) -> DataLoader:
         s = self._ready()
-        return DataLoader(TensorDataset(s.x_test, s.y_test), batch_size=512)
+        return eval_loader(TensorDataset(s.x_test, s.y_test), batch_size=512)

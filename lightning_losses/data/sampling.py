@@ -38,7 +38,13 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 from lightning_losses.data.rng import gather_rng_states, restore_rank_rng_states
 from lightning_losses.validation import check_int
 
-__all__ = ["EpochShuffleSampler", "ResumableLoader", "epoch_shuffled_loader", "require_setup"]
+__all__ = [
+    "EpochShuffleSampler",
+    "ResumableLoader",
+    "epoch_shuffled_loader",
+    "eval_loader",
+    "require_setup",
+]
 
 T = TypeVar("T")
 
@@ -301,6 +307,50 @@ def epoch_shuffled_loader(
     return ResumableLoader(
         dataset, batch_size=batch_size, sampler=sampler, seed=seed, **loader_kwargs
     )
+
+
+def eval_loader(dataset: Dataset[T], *, seed: int = 0, **loader_kwargs: Any) -> DataLoader[T]:
+    """A validation or test loader that never draws from the global torch generator.
+
+    A `DataLoader` without a `generator` draws the base seed of every pass (its worker seeds)
+    from the global torch generator. Validation inside an epoch (`val_check_interval`) would
+    then move the generator between a checkpoint and the next training batch in the
+    uninterrupted run only, and every later dropout mask of a resumed run would differ. This
+    loader draws that seed from a private generator, so evaluating leaves the training's random
+    stream untouched.
+
+    Args:
+        dataset: the evaluation dataset.
+        seed: seed of the private generator.
+        **loader_kwargs: `DataLoader` keyword arguments (`batch_size`, `num_workers`,
+            `collate_fn`, ...); `shuffle` is refused (an evaluation pass keeps its order).
+
+    Returns:
+        A `DataLoader` with its own `generator`.
+
+    Raises:
+        TypeError: `seed` is not an int.
+        ValueError: `shuffle=True` or a `generator` among `loader_kwargs`.
+
+    Example:
+        >>> import torch
+        >>> from torch.utils.data import TensorDataset
+        >>> loader = eval_loader(TensorDataset(torch.arange(4)), batch_size=2)
+        >>> before = torch.get_rng_state()
+        >>> [b.tolist() for (b,) in loader]
+        [[0, 1], [2, 3]]
+        >>> torch.equal(before, torch.get_rng_state())
+        True
+    """
+    check_int("seed", seed)
+    if loader_kwargs.get("shuffle") or loader_kwargs.get("generator") is not None:
+        raise ValueError(
+            "eval_loader keeps the dataset order with a private generator: shuffle and "
+            f"generator are not accepted, got {sorted(loader_kwargs)}"
+        )
+    loader_kwargs.pop("shuffle", None)
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, generator=generator, **loader_kwargs)
 
 
 def require_setup(value: T | None, owner: object) -> T:

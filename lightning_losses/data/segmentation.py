@@ -35,7 +35,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_losses.data.digits import load_digits_images
-from lightning_losses.data.sampling import epoch_shuffled_loader, require_setup
+from lightning_losses.data.sampling import epoch_shuffled_loader, eval_loader, require_setup
 from lightning_losses.validation import check_choice, check_ignore_index, check_int, check_number
 
 __all__ = [
@@ -455,11 +455,11 @@ class SegmentationDataModule(LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(
+        return eval_loader(
             _SegmentationDict(self._ready()[1]), batch_size=self.hparams["eval_batch_size"]
         )
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(
+        return eval_loader(
             _SegmentationDict(self._ready()[2]), batch_size=self.hparams["eval_batch_size"]
         )

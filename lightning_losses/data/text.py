@@ -30,7 +30,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_losses.data.grammar import generate_corpus
-from lightning_losses.data.sampling import epoch_shuffled_loader, require_setup
+from lightning_losses.data.sampling import epoch_shuffled_loader, eval_loader, require_setup
 from lightning_losses.data.tokenizer import EOS_TOKEN, train_or_load_tokenizer
 from lightning_losses.validation import check_int, check_number
 
@@ -330,9 +330,6 @@ class TextDataModule(LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader[dict[str, Tensor]]:
-        return DataLoader(
-            self._dataset("val"),
-            batch_size=self.batch_size,
-            shuffle=False,
-            num_workers=self.num_workers,
+        return eval_loader(
+            self._dataset("val"), batch_size=self.batch_size, num_workers=self.num_workers
         )

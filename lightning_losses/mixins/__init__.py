@@ -1,5 +1,6 @@
 """LightningModule mixins: catalog losses with the behaviour seams, CLI-replaceable optimizers."""
 
+from lightning_losses.mixins.epoch_metrics import EpochMetricsMixin
 from lightning_losses.mixins.loss import (
     CriterionSpec,
     GradientHandler,
@@ -14,6 +15,7 @@ from lightning_losses.mixins.optimizers import OptimizerMixin
 
 __all__ = [
     "CriterionSpec",
+    "EpochMetricsMixin",
     "GradientHandler",
     "LossMixin",
     "LossModel",

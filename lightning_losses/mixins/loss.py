@@ -36,6 +36,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from lightning_losses.losses.base import InputKind
+from lightning_losses.mixins.epoch_metrics import EpochMetricsMixin
 from lightning_losses.registry import get_loss, get_loss_class, list_losses
 
 if TYPE_CHECKING:
@@ -424,7 +425,7 @@ def _notify(callback: Any) -> None:
         notify()
 
 
-class LossMixin:
+class LossMixin(EpochMetricsMixin):
     r"""LightningModule mixin: build a catalog criterion, compute per-sample losses, reduce them.
 
     Use with `class MyModule(LossMixin, LightningModule)`: call `configure_criterion` in
@@ -454,6 +455,11 @@ class LossMixin:
     Logging: `compute_loss` logs `{stage}/loss` (and the aux terms). Logging one of these names
     yourself (`self.log("train/loss", ...)`) replaces the automatic entry from then on; or pass
     `log=False` to `compute_loss`.
+
+    Resume: the running epoch means of what the module logs travel in the checkpoint
+    ([EpochMetricsMixin][lightning_losses.mixins.epoch_metrics.EpochMetricsMixin], a base
+    class); a subclass that overrides `on_save_checkpoint`, `on_load_checkpoint`,
+    `on_train_batch_start` or `on_train_epoch_end` calls `super()` first.
 
     Example:
         >>> import torch

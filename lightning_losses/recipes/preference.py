@@ -226,6 +226,7 @@ class PreferenceLM(OptimizerMixin, LossMixin, LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Replace the `reference.*` weights by the generator state that rebuilds them."""
+        super().on_save_checkpoint(checkpoint)
         weights = checkpoint.get("state_dict")
         if weights is None or not self._reference_rebuildable():
             return
@@ -235,6 +236,7 @@ class PreferenceLM(OptimizerMixin, LossMixin, LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Rebuild the `reference.*` weights a checkpoint left out (before a strict load)."""
+        super().on_load_checkpoint(checkpoint)
         saved = checkpoint.get(_CKPT_KEY)
         weights = checkpoint.get("state_dict")
         if saved is None or weights is None or any(k.startswith(_REFERENCE) for k in weights):

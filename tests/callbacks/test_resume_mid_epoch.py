@@ -6,7 +6,8 @@ batch 2 of epoch 1, both mid-epoch). A fresh Trainer, a fresh module and a fresh
 from each checkpoint and must reproduce the rest of the uninterrupted run exactly (CPU, `atol=0`):
 the batches seen (after the behaviour wrote into them), the parameters, the optimizer state
 (Bloop's EMA lives there), the callback's own `state_dict` (generators, counters, teacher,
-pending counts, accumulated epoch statistics) and every metric the logger received.
+pending counts, accumulated epoch statistics) and every metric the logger received, the
+module's epoch means of the interrupted epoch included.
 
 The loader is `tests/callbacks/_resume.py`'s `ResumableLoader` (batches a pure function of
 `(epoch, batch index)`), so the test does not depend on the project's data loaders.
@@ -19,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lightning.pytorch import LightningModule
+from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from tests._lightning import quiet_trainer
-from tests.callbacks._cases import CASES, MAX_STEPS, Case
+from tests.callbacks._cases import CASES, MAX_STEPS, Case, Classifier, _xy_batches
 from tests.callbacks._resume import BatchRecorder, MemoryLogger, ResumableLoader, assert_same
 
 EVERY = 3
@@ -75,32 +76,41 @@ def test_resume_mid_epoch_equals_the_uninterrupted_run(name, tmp_path):
         assert_same(full.callback.state_dict(), resumed.callback.state_dict(), f"{where}: state")
         assert_same(case.extra(full.callback), case.extra(resumed.callback), f"{where}: extra")
         # Every metric logged after the checkpoint, step for step.
-        _assert_same_metrics(full.logger.rows, resumed.logger.rows, step, where, case.prefix)
+        _assert_same_metrics(full.logger.rows, resumed.logger.rows, step, where)
 
 
-def _assert_same_metrics(full_rows, resumed_rows, step, where, prefix):
-    full_rows = _without_epoch_aggregates(full_rows, prefix)
-    resumed_rows = _without_epoch_aggregates(resumed_rows, prefix)
+def _assert_same_metrics(full_rows, resumed_rows, step, where):
+    # Every row from the checkpoint's step on, the epoch means of the interrupted epoch included
+    # (the module's running accumulators travel in the checkpoint), and the step values that
+    # Lightning re-sends on later steps of an epoch.
     first = next(i for i, row in enumerate(full_rows) if row[0] >= step)
     after = full_rows[first:]
     assert after and len(after) == len(resumed_rows), where
-    for i, ((s, row), (t, got)) in enumerate(zip(after, resumed_rows, strict=True)):
+    assert any(k.endswith("_epoch") for _, row in after for k in row), where  # checked here
+    for (s, row), (t, got) in zip(after, resumed_rows, strict=True):
         assert s == t, where
-        # Lightning re-sends a step value logged earlier in the epoch on every later step until
-        # the epoch ends (its result collection keeps it); a fresh Trainer has no such value. A
-        # key only the uninterrupted run has must be such a repeat, of a value logged before.
-        previous = full_rows[first + i - 1][1]
-        for key in set(row) - set(got):
-            assert key in previous and previous[key] == row[key], f"{where}: {key} at {s}"
-        assert_same({k: row[k] for k in got}, got, f"{where}: metrics at step {s}")
+        assert_same(row, got, f"{where}: metrics at step {s}")
 
 
-def _without_epoch_aggregates(rows, prefix):
-    # Kept: everything the callback logs (its epoch values come from its own checkpointed sums),
-    # every per-step value and the epoch. Dropped: Lightning's own epoch means of what the module
-    # logs (`train/loss_epoch`, epoch-only `train/...`): Lightning 2.6 does not checkpoint its
-    # running epoch aggregates, so after a mid-epoch resume they cover the resumed batches only.
-    def keep(key):
-        return key.startswith(prefix) or key.endswith("_step") or key == "epoch"
+class _EpochLogger(Callback):
+    """Logs before the module's `on_train_batch_start`, with each reduction Lightning supports."""
 
-    return [(s, {k: v for k, v in row.items() if keep(k)}) for s, row in rows]
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        x, _ = batch
+        pl_module.log("probe/mean", x[0, 0], on_step=False, on_epoch=True, batch_size=3)
+        pl_module.log("probe/max", x.max(), on_epoch=True, reduce_fx="max")
+        pl_module.log("probe/min", x.min(), on_step=True, on_epoch=True, reduce_fx="min")
+        pl_module.log("probe/sum", x.sum(), on_step=True, on_epoch=True, reduce_fx="sum")
+        if batch_idx == 0:  # a step value Lightning re-sends on the epoch's later steps
+            pl_module.log("probe/first_step", x.mean(), on_step=True, on_epoch=False)
+
+
+@pytest.mark.parametrize("step", RESUME_AT)
+def test_epoch_values_logged_before_the_module_hook_merge_with_the_checkpoint(step, tmp_path):
+    # At the first resumed batch a callback logs before the module restores the checkpointed
+    # sums: the two parts add up (mean, sum) or reduce (max, min) to the uninterrupted values.
+    case = Case(Classifier, _xy_batches, _EpochLogger, "probe/")
+    full = _fit(case, tmp_path / "full")
+    resumed = _fit(case, tmp_path / "resumed", ckpt_path=tmp_path / "full" / f"step={step}.ckpt")
+    assert any("probe/max_epoch" in row for _, row in full.logger.rows)
+    _assert_same_metrics(full.logger.rows, resumed.logger.rows, step, f"resumed at {step}")

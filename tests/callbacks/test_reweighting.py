@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -353,6 +354,31 @@ def test_one_inf_loss_does_not_poison_the_reweighted_step(tmp_path):
     cb.sample_weights(torch.tensor([float("nan"), 1.0]))
     cb._check_non_finite()  # no second warning (pytest would not fail; check the flag instead)
     assert cb._warned_non_finite and cb._non_finite is None
+
+
+def test_non_finite_count_and_warning_survive_a_checkpoint():
+    cb = LossReweighting(burnout_steps=0)
+    cb.sample_weights(torch.tensor([float("nan"), 1.0, float("inf")]))
+    state = cb.state_dict()
+    assert state["non_finite"] == {"count": 2, "warned": False}
+    resumed = LossReweighting(burnout_steps=0)
+    resumed.load_state_dict(state)
+    resumed.sample_weights(torch.tensor([float("nan"), 1.0]))
+    # The count of the interrupted run is reported with the resumed run's, once.
+    with pytest.warns(UserWarning, match="3 non-finite per-sample losses"):
+        resumed._check_non_finite()
+    again = LossReweighting(burnout_steps=0)
+    again.load_state_dict(resumed.state_dict())
+    assert again.state_dict()["non_finite"] == {"count": 0, "warned": True}
+    again.sample_weights(torch.tensor([float("nan")]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned before the checkpoint: not again
+        again._check_non_finite()
+    # A checkpoint written before the count was saved loads with the defaults.
+    old = {k: v for k, v in state.items() if k != "non_finite"}
+    fresh = LossReweighting(burnout_steps=0)
+    fresh.load_state_dict(old)
+    assert fresh.state_dict()["non_finite"] == {"count": 0, "warned": False}
 
 
 def test_warmup_weights_also_skip_non_finite_losses():

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities.data import _update_dataloader
 from torch.utils.data import TensorDataset
 
@@ -18,6 +19,7 @@ from lightning_losses.data.sampling import (
     EpochShuffleSampler,
     ResumableLoader,
     epoch_shuffled_loader,
+    eval_loader,
 )
 
 DATA = TensorDataset(torch.arange(20))
@@ -112,6 +114,45 @@ def test_iterating_never_draws_from_the_global_generator():
     assert torch.equal(iter_seed(a), iter_seed(b))
 
 
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_eval_loaders_never_draw_from_the_global_generator(num_workers):
+    # Validation inside an epoch runs between a checkpoint and the next training batch in the
+    # uninterrupted run only: it must leave the training's random stream where it was.
+    loader = eval_loader(DATA, batch_size=8, num_workers=num_workers)
+    plain = torch.utils.data.DataLoader(DATA, batch_size=8, num_workers=num_workers)
+    before = torch.get_rng_state()
+    passes = [_values(loader) for _ in range(2)]
+    assert torch.equal(torch.get_rng_state(), before)
+    assert passes[0] == passes[1] == _values(plain)  # the dataset order, every pass
+    assert not torch.equal(torch.get_rng_state(), before)  # what a plain DataLoader does
+
+
+def test_every_data_module_evaluates_without_the_global_generator(tmp_path):
+    from lightning_losses.data.digits import DigitsImageDataModule, NoisyDigitsDataModule
+    from lightning_losses.data.preference import PreferenceDataModule
+    from lightning_losses.data.segmentation import SegmentationDataModule
+    from lightning_losses.data.text import TextDataModule
+
+    modules = [
+        NoisyDigitsDataModule(batch_size=270),
+        DigitsImageDataModule(image_size=8, batch_size=64),
+        SegmentationDataModule(num_train=8, num_val=4, num_test=4, image_size=32, batch_size=4),
+        InteractionDataModule(num_users=20, num_items=60, positives_per_user=10, batch_size=16),
+        TextDataModule(num_docs=30, block_size=16, vocab_size=300, tokenizer_dir=str(tmp_path)),
+        PreferenceDataModule(num_pairs=16, num_val_pairs=8, batch_size=8),
+    ]
+    for dm in modules:
+        dm.setup("fit")
+        loaders = [dm.val_dataloader()]
+        if type(dm).test_dataloader is not LightningDataModule.test_dataloader:
+            dm.setup("test")
+            loaders.append(dm.test_dataloader())
+        before = torch.get_rng_state()
+        for loader in loaders:
+            next(iter(loader))
+        assert torch.equal(torch.get_rng_state(), before), type(dm).__name__
+
+
 def iter_seed(loader: ResumableLoader) -> torch.Tensor:
     next(iter(loader))
     return loader.generator.get_state()
@@ -171,3 +212,9 @@ def test_bad_arguments():
     with pytest.warns(UserWarning, match="2 rank"):
         restore_rank_rng_states([rng_states(), rng_states()])
     assert isinstance(EpochShuffleSampler(3), EpochShuffleSampler)
+    with pytest.raises(ValueError, match="shuffle"):
+        eval_loader(DATA, shuffle=True)
+    with pytest.raises(ValueError, match="generator"):
+        eval_loader(DATA, generator=torch.Generator())
+    with pytest.raises(TypeError, match="seed"):
+        eval_loader(DATA, seed="0")  # type: ignore[arg-type]

@@ -7,6 +7,8 @@ streams differ and only a per-rank restore of the random states resumes exactly.
 (map-style loader, which Lightning re-creates around a `DistributedSamplerWrapper`; a schedule
 that reads `estimated_stepping_batches`) resumes from its own `ModelCheckpoint` file; the recsys
 run (iterable, rank-sharded loader; PLD) from `trainer.save_checkpoint` after `max_steps`.
+Every rank records what it logged: `train/loss` is logged without `sync_dist`, so its epoch mean
+is each rank's own, and only a per-rank restore of the epoch accumulators reproduces it.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ def recsys_case(out: Path) -> Case:
 def record(run) -> dict:
     return {
         "batches": run.batches,
+        "rows": run.rows,
         "weights": {k: v.detach().clone() for k, v in run.model.state_dict().items()},
     }
 

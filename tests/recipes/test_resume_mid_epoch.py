@@ -3,10 +3,9 @@
 Each case trains `TOTAL` steps in one go, then `STOP` steps (the middle of the second epoch) and
 saves a checkpoint, then resumes from it to `TOTAL` (crossing the next epoch boundary). The
 resumed run must train on exactly the batches the full run trained on after step `STOP`, log the
-same metrics at the same steps and end with bit-identical weights (CPU, `deterministic=True`).
-The one documented exception: Lightning does not checkpoint its epoch accumulators, so the epoch
-means of the interrupted epoch (`*_epoch`, logged at its end) cover only the batches trained
-after the resume; the next epoch's means are equal again.
+same metrics at the same steps (the epoch means of the interrupted epoch included: the module's
+running accumulators travel in the checkpoint) and end with bit-identical weights (CPU,
+`deterministic=True`).
 The recipes' randomness (dropout, augmentation noise, MAE masks, negatives) is what the checkpoint
 must carry: the data loader's position and every random generator.
 """
@@ -136,19 +135,31 @@ def assert_resumed_equals_full(full: Run, resumed: Run, stop: int = STOP) -> Non
     # The same batches, step by step, and none replayed.
     assert resumed.batches == full.batches[stop:]
     assert len({f for _, f in full.batches}) == TOTAL  # epochs really reshuffle
-    after = [(s, r) for s, r in full.rows if s >= stop]
-    assert [s for s, _ in resumed.rows] == [s for s, _ in after]
-    interrupted_end = (stop // BATCHES + 1) * BATCHES - 1  # last step of the interrupted epoch
-    for (step, a), (_, b) in zip(after, resumed.rows, strict=True):
-        assert a.keys() == b.keys(), step
-        if step == interrupted_end and any(k.endswith("_epoch") for k in a):
-            continue  # that epoch's means: over the resumed batches only (module docstring)
-        for name in a:
-            assert a[name] == b[name], (step, name, a[name], b[name])
+    assert_same_rows(full.rows, resumed.rows, stop)
     full_state, resumed_state = full.model.state_dict(), resumed.model.state_dict()
     assert full_state.keys() == resumed_state.keys()
     for name, value in full_state.items():
         torch.testing.assert_close(resumed_state[name], value, rtol=0, atol=0, msg=name)
+
+
+def assert_same_rows(
+    full_rows: list[tuple[int, dict[str, float]]],
+    resumed_rows: list[tuple[int, dict[str, float]]],
+    stop: int = STOP,
+    skip: tuple[str, ...] = (),
+) -> None:
+    """The rows the full run logged from step `stop` on equal the resumed run's, epoch means too.
+
+    `skip`: prefixes of names left out of the comparison.
+    """
+    after = [(s, r) for s, r in full_rows if s >= stop]
+    assert [s for s, _ in resumed_rows] == [s for s, _ in after]
+    assert any(k.endswith("_epoch") for _, r in after for k in r)  # the epoch means are compared
+    for (step, a), (_, b) in zip(after, resumed_rows, strict=True):
+        assert a.keys() == b.keys(), step
+        for name in a:
+            if not name.startswith(skip):
+                assert a[name] == b[name], (step, name, a[name], b[name])
 
 
 def check_case(
@@ -206,40 +217,100 @@ def test_image_classifier_model_checkpoint_with_validation(tmp_path):
     check_case(CLASSIFIER, tmp_path, via="model_checkpoint", limit_val_batches=1)
 
 
-def test_metric_learning_supcon_noise_and_dropout(tmp_path):
-    # The views' Gaussian noise and feature dropout draw from the global torch generator.
+def _metric_learning() -> LightningModule:
     from lightning_losses.recipes.metric_learning import MetricLearningModule
 
-    case = Case(lambda: MetricLearningModule("supcon", embedding_dim=16, hidden=32), _noisy_digits)
-    check_case(case, tmp_path)
+    return MetricLearningModule("supcon", embedding_dim=16, hidden=32)
 
 
-@pytest.mark.slow
-def test_segmentation(tmp_path):
+def test_metric_learning_supcon_noise_and_dropout(tmp_path):
+    # The views' Gaussian noise and feature dropout draw from the global torch generator.
+    check_case(Case(_metric_learning, _noisy_digits), tmp_path)
+
+
+def test_checkpoint_just_before_a_mid_epoch_validation(tmp_path):
+    # Validation after every second batch: the checkpoint of step STOP is written right before
+    # the validation of that step, which the uninterrupted run runs before its next training
+    # batch and the resumed run skips (Lightning resumes after it). The views' noise draws from
+    # the global generator, so evaluating must not move it (nor must its loader's base seed).
+    check_case(
+        Case(_metric_learning, _noisy_digits),
+        tmp_path,
+        via="model_checkpoint",
+        val_check_interval=2,
+        limit_val_batches=1,
+    )
+
+
+def test_validation_leaves_the_global_generators_alone(tmp_path):
+    # What makes the test above hold for every recipe: neither the evaluation loaders nor any
+    # recipe's validation draws from the global Python, NumPy or torch generators.
+    import random
+
+    import numpy as np
+
+    from lightning_losses.recipes.recsys import RecsysModule
+
+    recsys = _recsys_case()
+    cases = {
+        "classifier": CLASSIFIER,
+        "metric_learning": Case(_metric_learning, _noisy_digits),
+        "segmentation": _segmentation_case(),
+        "mim": _mim_case(),
+        "nlp": _causal_lm_case(),
+        # Built for the data's sizes up front: the model's initialisation draws at setup.
+        "recsys": Case(lambda: RecsysModule(n_users=30, n_items=90), recsys.data),
+        "preference": _preference_case(),
+    }
+    for name, case in cases.items():
+        model, data = case.model(), case.data(tmp_path / name)
+        data.setup("fit")
+        seed_everything(0, verbose=False)
+        before = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+        # inference_mode=False: the linear probe of the MIM recipe trains with autograd.
+        trainer = quiet_trainer(
+            limit_val_batches=2, inference_mode=False, default_root_dir=tmp_path
+        )
+        trainer.validate(model, datamodule=data, verbose=False)
+        assert torch.equal(before[0], torch.get_rng_state()), name
+        assert (before[1] == np.random.get_state()[1]).all(), name
+        assert before[2] == random.getstate(), name
+
+
+def _segmentation_case() -> Case:
     from lightning_losses.data.segmentation import SegmentationDataModule
     from lightning_losses.recipes.segmentation import SegmentationModule
 
-    case = Case(
+    return Case(
         lambda: SegmentationModule("dice_ce", encoder_depth=3, decoder_channels=[16, 8, 8]),
         lambda _: SegmentationDataModule(
             num_train=16, num_val=4, num_test=4, image_size=32, batch_size=4, seed=0
         ),
     )
-    check_case(case, tmp_path)
+
+
+@pytest.mark.slow
+def test_segmentation(tmp_path):
+    check_case(_segmentation_case(), tmp_path)
+
+
+def _mim_case(callbacks: Callable[[], list[Callback]] = list) -> Case:
+    from lightning_losses.data.digits import DigitsImageDataModule
+    from lightning_losses.recipes.masked_image_modeling import MaskedImageModeling
+
+    tiny = dict(img_size=16, patch_size=4, embed_dim=16, depth=1, num_heads=2)
+    return Case(
+        lambda: MaskedImageModeling(**tiny, decoder_dim=16, decoder_heads=2),
+        lambda _: DigitsImageDataModule(image_size=16, batch_size=8),
+        callbacks,
+    )
 
 
 @pytest.mark.slow
 def test_masked_image_modeling_with_hard_patch_mining(tmp_path):
     from lightning_losses.callbacks import HardPatchMining
-    from lightning_losses.data.digits import DigitsImageDataModule
-    from lightning_losses.recipes.masked_image_modeling import MaskedImageModeling
 
-    tiny = dict(img_size=16, patch_size=4, embed_dim=16, depth=1, num_heads=2)
-    case = Case(
-        lambda: MaskedImageModeling(**tiny, decoder_dim=16, decoder_heads=2),
-        lambda _: DigitsImageDataModule(image_size=16, batch_size=8),
-        lambda: [HardPatchMining(schedule="step", seed=1, ema_decay=(0.5, 0.9))],
-    )
+    case = _mim_case(lambda: [HardPatchMining(schedule="step", seed=1, ema_decay=(0.5, 0.9))])
     check_case(case, tmp_path, via="model_checkpoint", **LIMITED, **BY_EPOCHS)
 
 
@@ -251,12 +322,10 @@ def _text(tmp_path: Path) -> LightningDataModule:
     )
 
 
-def test_nlp_dense_causal_lm_with_dropout_and_schedule(tmp_path):
-    # Attention dropout draws from the global generator; the warm-up/cosine schedule reads
-    # `trainer.estimated_stepping_batches` in `configure_optimizers` (Lightning issue #20550).
+def _causal_lm_case() -> Case:
     from lightning_losses.recipes.nlp import CausalLM
 
-    case = Case(
+    return Case(
         lambda: CausalLM(
             vocab_size=300,
             hidden_size=16,
@@ -268,7 +337,12 @@ def test_nlp_dense_causal_lm_with_dropout_and_schedule(tmp_path):
         ),
         _text,
     )
-    check_case(case, tmp_path, via="model_checkpoint", **LIMITED, **BY_EPOCHS)
+
+
+def test_nlp_dense_causal_lm_with_dropout_and_schedule(tmp_path):
+    # Attention dropout draws from the global generator; the warm-up/cosine schedule reads
+    # `trainer.estimated_stepping_batches` in `configure_optimizers` (Lightning issue #20550).
+    check_case(_causal_lm_case(), tmp_path, via="model_checkpoint", **LIMITED, **BY_EPOCHS)
 
 
 @pytest.mark.slow
@@ -293,19 +367,26 @@ def test_nlp_moe_with_loss_free_balancing(tmp_path):
     check_case(case, tmp_path, via="model_checkpoint", **LIMITED, **BY_EPOCHS)
 
 
-def test_recsys_with_pld(tmp_path):
+def _recsys_case() -> Case:
     from lightning_losses.callbacks import PLDResampling
     from lightning_losses.data.interactions import InteractionDataModule
     from lightning_losses.recipes.recsys import RecsysModule
 
-    case = Case(
+    return Case(
         lambda: RecsysModule(pld_inline=False),
         lambda _: InteractionDataModule(
             num_users=30, num_items=90, positives_per_user=10, batch_size=32, pool_size=3
         ),
         lambda: [PLDResampling(temperature=0.5, seed=0)],
     )
-    check_case(case, tmp_path, **LIMITED)
+
+
+def test_recsys_with_pld(tmp_path):
+    case = _recsys_case()
+    # A preempted run: PLDResampling empties its epoch sums in `on_train_epoch_end`, which
+    # Lightning also calls when `fit` stops at `max_steps` mid-epoch, so a file written after
+    # such a stop would resume that epoch's `pld/*` means from zero.
+    check_case(case, tmp_path, via="model_checkpoint", **LIMITED)
 
 
 def _preference_case() -> Case:
@@ -335,6 +416,10 @@ def test_preference_checkpoint_leaves_out_the_reference_and_resumes_exactly(tmp_
             resumed.model.reference.state_dict()[name], value, rtol=0, atol=0, msg=name
         )
     ckpt = torch.load(tmp_path / "stop.ckpt", weights_only=True)
+    # The epoch accumulators (plain tensors and strings) load with `weights_only=True`, and the
+    # recipe's own checkpoint hooks kept them (they call `super()`).
+    (saved,) = ckpt["epoch_metric_accumulators"]["ranks"]
+    assert "training_step.train/loss" in saved
     weights = ckpt["state_dict"]
     assert weights and not any(k.startswith("reference.") for k in weights)
 
@@ -374,3 +459,18 @@ def test_preference_keeps_a_reference_that_changed_after_construction(tmp_path):
     model.on_save_checkpoint(checkpoint)
     assert "preference_reference_init" not in checkpoint
     assert any(k.startswith("reference.") for k in checkpoint["state_dict"])
+
+
+def test_epoch_accumulators_of_another_number_of_ranks_are_not_restored():
+    from lightning_losses.mixins import EpochMetricsMixin
+
+    class Net(EpochMetricsMixin, LightningModule):
+        pass
+
+    net = Net()
+    net.on_load_checkpoint({"epoch_metric_accumulators": {"ranks": [{}, {}]}})
+    with pytest.warns(UserWarning, match="2 rank"):
+        assert net.on_train_batch_start(None, 3) is None
+    # A checkpoint of an older version, without the entry, loads and restores nothing.
+    net.on_load_checkpoint({})
+    assert net.on_train_batch_start(None, 3) is None

@@ -13,7 +13,7 @@ from lightning_losses.data.interactions.datasets import EvalUsers, TrainBatches
 from lightning_losses.data.interactions.files import SPLITS, load_interactions
 from lightning_losses.data.interactions.splits import InteractionData
 from lightning_losses.data.interactions.synthetic import synthetic_interactions
-from lightning_losses.data.sampling import ResumableLoader
+from lightning_losses.data.sampling import ResumableLoader, eval_loader
 from lightning_losses.validation import check_bool, check_choice, check_int, check_number
 
 __all__ = ["InteractionDataModule"]
@@ -240,7 +240,7 @@ class InteractionDataModule(LightningDataModule):
         d = self._loaded()
         target, exclude = (d.val, [d.train]) if stage == "val" else (d.test, [d.train, d.val])
         ds = EvalUsers(d.num_users, d.num_items, target, exclude)
-        return DataLoader(ds, batch_size=self.eval_batch_size, collate_fn=ds.collate)
+        return eval_loader(ds, batch_size=self.eval_batch_size, collate_fn=ds.collate)
 
     def val_dataloader(self) -> DataLoader[int]:
         return self._eval_loader("val")
