@@ -24,6 +24,9 @@ distribution), (b) the licence texts of the installed Python packages (other aut
 genre: a distribution shift) and (c) the recipe's synthetic grammar corpus (a strong shift).
 Writes ``moe_balancing_long.{json,md}`` and ``docs/assets/moe_balancing_long.png``; 15 runs of
 70–130 s each single-thread on a quiet machine (about 25 minutes; 56 under heavy load).
+``--arms`` runs only the named arms, e.g. ``--steps 1600 --arms "loss-free u=0.001" "aux 0.1"
+--name moe_balancing_1600`` (``benchmarks/results/moe_balancing_1600.*``: 6 runs of 140–820 s,
+44 minutes under load).
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/moe_balancing.py [--steps 200 --seeds 0 1 2]``;
 writes ``benchmarks/results/moe_balancing.{json,md}`` and ``docs/assets/moe_balancing.png``;
@@ -558,6 +561,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--eval-batches", type=int, default=8, help="paper regime, per text")
     p.add_argument("--rates", type=float, nargs="+", default=[1e-3, 1e-2], help="loss-free u")
+    p.add_argument(
+        "--arms",
+        nargs="+",
+        default=None,
+        metavar="ARM",
+        help="run only these arms, by name: 'none', 'aux 0.01', 'aux 0.1', 'loss-free u=<u>' "
+        "(one per --rates value); default: all",
+    )
     args = _common.parse(p, argv)
     torch.set_num_threads(1)
     arms = {
@@ -566,6 +577,11 @@ def main(argv: list[str] | None = None) -> None:
         "aux 0.1": {"aux": 0.1, "rate": 0.0},
         **{f"loss-free u={u:g}": {"aux": 0.0, "rate": u} for u in args.rates},
     }
+    if args.arms is not None:
+        unknown = [name for name in args.arms if name not in arms]
+        if unknown:
+            p.error(f"--arms: unknown arm(s) {unknown}; choose from {list(arms)}")
+        arms = {name: arm for name, arm in arms.items() if name in args.arms}
     regimes = ["short", "paper"] if args.smoke else [args.regime]  # a smoke run checks both
     for regime in regimes:
         run_args = copy.copy(args)
@@ -582,8 +598,10 @@ def main(argv: list[str] | None = None) -> None:
             run_args.docs, run_args.vocab, run_args.width = 200, 300, 16
             run_args.val_every, run_args.val_batches, run_args.rates = 2, 1, [1e-2]
             run_args.eval_every, run_args.eval_batches = 2, 1
-            smoke_arms = {k: v for k, v in arms.items() if v["rate"] in (0.0, 1e-2)}
-            arms_now = smoke_arms
+            # all arms: one loss-free rate is enough; arms chosen with --arms: exactly those
+            arms_now = arms
+            if args.arms is None:
+                arms_now = {k: v for k, v in arms.items() if v["rate"] in (0.0, 1e-2)}
         else:
             arms_now = arms
         if regime == "paper" and args.report_only:
