@@ -29,7 +29,9 @@ The table grows with every family: append ``Case(...)`` rows. A case whose funct
 available (a loss renamed or removed) is skipped and listed as such; the smoke test requires
 none. Run
 ``python benchmarks/losses_speed.py`` (≈ 2-3 min); writes
-``benchmarks/results/losses_speed.{json,md}`` (``--only`` with ``--out`` for partial runs);
+``benchmarks/results/losses_speed.{json,md}`` (``--only`` with ``--out`` for partial runs;
+``--only ... --merge`` re-measures those rows into the existing results, each marked with the
+date it was measured, the other rows kept as they were);
 ``--smoke --out DIR``: every case at tiny sizes in a few seconds, everything in ``DIR`` (see
 ``benchmarks/_common.py``).
 """
@@ -37,11 +39,14 @@ none. Run
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import json
 import platform
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import _common
 import torch
@@ -805,11 +810,41 @@ Notes
   logits ±1e4 (`p_y = 0`, `p_y^{q-1} = inf`).
 - Fixed cost: every loss validates its inputs (label range, `ignore_index`): a few `[B]` ops,
   ≈ 0.1–0.2 ms, visible only for the cheapest losses.
-- Ignored rows (`cross_entropy (10 % ignored)`, and every call with `validate_args=False`, which
-  cannot know whether a row is ignored without a host sync) pay one `[B, C]` pass in backward:
-  the shared validator zeroes the gradient of ignored rows so that a NaN/inf logit in an ignored
-  row gets exactly zero gradient (`F.cross_entropy` gives NaN there). That pass is the
-  difference to torch in those two rows.
+- Cross-entropy on `[N, C]` logits and class indices (no smoothing; weights allowed): one
+  `softmax` pass and two value-only row maxima give `log p_y = (z_y − max z) + log max p`, the
+  probabilities are the one saved tensor, and the backward is one multiply plus a scatter, where
+  `F.cross_entropy` runs `log_softmax`, then a zero fill and `log_softmax`'s backward. Ignored
+  rows (`cross_entropy (10 % ignored)`, and every call with `validate_args=False`, which cannot
+  know whether a row is ignored without a host sync) must get exactly zero gradient even with
+  NaN/inf logits (`F.cross_entropy` gives NaN there): the shared validator's `torch.where` over
+  the `[B, C]` gradient (it reads two tensors and writes a third) is replaced on this path by an
+  in-place `nan_to_num_` of the fresh probabilities (a row's probabilities are NaN exactly when
+  its maximum logit is not finite) and a zero coefficient for ignored rows; a counted row with a
+  NaN logit keeps a NaN gradient, as in torch. With the data checks on (they sync anyway) that
+  pass runs only if an ignored row has a non-finite logit. Label smoothing, soft targets and
+  `[N, C, *]` logits keep `F.cross_entropy` (and the `torch.where` pass when rows may be ignored).
+- Allocation, not arithmetic, is most of the cross-entropy and GCE gains on this machine: the
+  fused backward allocates two `[B, C]` buffers per step where torch's and the naive graphs
+  allocate three (a zero-filled gradient besides), and depending on the process's allocator state
+  glibc hands such 16 MiB buffers back to the system between steps, so the peer pays fresh pages
+  on many calls (its median time then about twice its minimum; with the allocator pinned, below,
+  that spread disappears). Which rows a run catches in that state varies: in the 2026-12-05
+  re-measurement torch's calls paid it in `cross_entropy`, `validate_args=False` and `gce` (0.63×,
+  0.51×, 0.61×), not in `10 % ignored` (torch at its 6.3 ms minimum), whose 1.08× is the
+  compute-only ratio. With glibc's allocator pinned (`MALLOC_MMAP_THRESHOLD_=134217728
+  MALLOC_TRIM_THRESHOLD_=268435456`) and thread CPU time instead of wall time, two runs gave
+  1.04–1.06× (`cross_entropy`), 1.08–1.11× (`validate_args=False`), 1.03–1.05× (`10 % ignored`)
+  and 1.07–1.08× (`gce`): about 0.2 ms of argument checks and `[B]` bookkeeping per call (ours
+  0.29 ms vs torch 0.08 ms at B=64, C=10; the `[B, C]` work is at par), plus, without the data
+  checks, the in-place clean-up pass (with them it runs only when an ignored row has a non-finite
+  logit) — while `dual_focal` (0.71×) and `sampled_softmax` (0.68× at K=256, 0.59× at K=1000,
+  τ=0.1) stay clearly ahead. The lower allocation count is also a lower peak: two `[B, C]` buffers
+  alive in backward instead of three.
+- `cross_entropy (soft targets)` (`F.cross_entropy` on probability targets behind the shared
+  validator): the validator's non-negativity check of the soft target, `(soft < 0).any()`,
+  writes a `[B, C]` boolean tensor and reads it again (3.6 ms at 4096 × 1000 here), where
+  `soft.amin() < 0` (the same verdict, NaN included) is one read-only pass (0.23 ms); that check
+  is the gap to timm, whose `SoftTargetCrossEntropy` checks nothing.
 - Where the time goes on this CPU: stand-alone transcendental ops (`torch.exp`, `log1p`,
   `F.softplus`, `binary_cross_entropy_with_logits`, `F.logsigmoid`) cost 10–100× an
   element-wise multiply, while the fused `softmax` / `log_softmax` kernels and `sigmoid` are
@@ -836,8 +871,18 @@ Notes
 - `cosine_contrastive` runs the same kernels as its relu form (`relu_` in place on the fresh
   differences); what is left is the argument checks' fixed cost, so it is a tie, not a win.
 - Sampled softmax: the log-sum-exp over `[s⁺, s⁻]` is computed without building the
-  concatenated `[B, K + 1]` logits; the one saved tensor is `exp(z_j − max)` `[B, K]`, vs the
-  `[B, K + 1]` log-softmax that `F.cross_entropy` saves (hence ×1.00 memory).
+  concatenated `[B, K + 1]` logits: one `softmax` over the (scaled) negatives, `q`, gives their
+  log-sum-exp as `max + log(1 / max q)`, the row loss is `softplus(d)` with `d` the negatives'
+  log-sum-exp minus the positive's logit, and `q` is the one saved tensor (`[B, K]`, vs the
+  `[B, K + 1]` log-softmax that `F.cross_entropy` saves, hence ×1.00 memory); the backward is one
+  multiply, `σ(d) q / τ`. ATen's fused `softmax` evaluates its exponentials far faster on this
+  CPU than a stand-alone `torch.exp`, most of all at `τ = 0.1`, where most `e^{(s_j − max)/τ}`
+  are subnormal (an earlier version with `exp_` was 1.9× the peer there).
+- Dual focal: value and gradient from one `softmax` (the probabilities, `log p_y` as in
+  cross-entropy) and one masked row maximum (`p_j` and its index); the gradient,
+  `A (e_y − p) + D (e_j − p)` with per-row `A`, `D`, is one multiply of the saved probabilities
+  plus two scatters, where autograd's graph of the expression keeps `log p`, `p` and the boolean
+  mask and runs some eight `[B, C]` passes in backward.
 - Every fused loss keeps a twice-differentiable path: under `create_graph=True` the backward
   differentiates the reference expression instead (autograd's cost, only then).
 - Compiled rows: inductor's CPU kernels on this machine ran slower than eager ATen (e.g. the
@@ -862,6 +907,40 @@ Notes
 """
 
 
+def merge_results(path: Path, new: dict, order: list[str]) -> dict:
+    """``new`` (a partial run) merged into the results at ``path``: a row of the same loss and
+    device is replaced, a new one inserted in ``order`` (the case order); every re-measured row
+    and the meta's ``remeasured`` list carry the UTC date of the run. Without a file at ``path``
+    the partial run is the result."""
+    date = datetime.datetime.now(datetime.UTC).date().isoformat()
+    for row in new["rows"]:
+        row["measured"] = date
+    if not path.exists():
+        return new
+    old = json.loads(path.read_text())
+    fresh = {(r["device"], r["loss"]) for r in new["rows"]}
+    rows = [r for r in old["rows"] if (r["device"], r["loss"]) not in fresh] + new["rows"]
+    rank = {name: i for i, name in enumerate(order)}
+    rows.sort(key=lambda r: (r["device"] != "cpu", rank.get(r["loss"], len(rank))))
+    names = {r["loss"] for r in new["rows"]}
+
+    def case_of(entry: str) -> str:  # a skipped entry is "<case name> (<error>)"
+        return max((n for n in order if entry.startswith(f"{n} (")), key=len, default=entry)
+
+    skipped = [s for s in old.get("skipped", []) if case_of(s) not in names]
+    meta = dict(old["meta"])
+    meta["remeasured"] = [
+        *meta.get("remeasured", []),
+        {
+            "date": date,
+            "rows": sorted(names, key=lambda n: rank.get(n, len(rank))),
+            "repeats": new["meta"]["repeats"],
+            "machine": new["meta"]["machine"],
+        },
+    ]
+    return {"meta": meta, "rows": rows, "skipped": skipped + new["skipped"]}
+
+
 def markdown(rows: list[dict], meta: dict, skipped: list[str] = ()) -> str:
     lines = [
         "# Loss speed and memory vs peers",
@@ -876,6 +955,19 @@ def markdown(rows: list[dict], meta: dict, skipped: list[str] = ()) -> str:
         "run (the raw ms columns are less so). *Saved* = bytes of tensors autograd "
         "keeps for backward (`saved_tensors_hooks`, distinct storages, the inputs excluded).",
         "",
+        *(
+            [f"{meta['note'][:1].upper()}{meta['note'][1:].rstrip('.')}.", ""]
+            if meta.get("note")
+            else []
+        ),
+        *(
+            f"Re-measured on {m['date']} (`--only ... --merge`, {m['repeats']} repeats, "
+            f"{m['machine']}), the rest of the table as before: "
+            + ", ".join(f"`{n}`" for n in m["rows"])
+            + ". Each row's JSON entry has the date it was measured (`measured`)."
+            for m in meta.get("remeasured", [])
+        ),
+        *([""] if meta.get("remeasured") else []),
         "| device | loss | shape | peer | ours ms | peer ms | time × | ours saved MiB "
         "| peer saved MiB | saved × |"
         + (" peak × |" if any("peak_ratio" in r for r in rows) else ""),
@@ -941,6 +1033,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--no-compile", action="store_true", help="skip the torch.compile timings (slow to build)"
     )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="replace the measured rows (with --only: those rows) in the existing "
+        "<out>/<name>.json and .md, keep the others, and date the re-measured rows",
+    )
     args = _common.parse(parser, argv)
     if args.repeats < 5:
         parser.error("--repeats must be ≥ 5")
@@ -985,8 +1083,13 @@ def main(argv: list[str] | None = None) -> None:
         + f", torch {torch.__version__}",
     }
     payload = {"meta": meta, "rows": rows, "skipped": skipped}
+    if args.merge:
+        order = [c.name for c in build_cases()]
+        payload = merge_results(_common.output(args, ".json"), payload, order)
     _common.write_json(_common.output(args, ".json"), payload)
-    _common.output(args, ".md").write_text(markdown(rows, meta, skipped))
+    _common.output(args, ".md").write_text(
+        markdown(payload["rows"], payload["meta"], payload["skipped"])
+    )
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ def prepare_classification(
                 f"{tuple(input.shape)}, got {tuple(target.shape)}"
             )
         soft = target.to(logits.dtype).movedim(1, -1).reshape(-1, num_classes)
-        if validate_args and soft.numel() and bool((soft < 0).any()):
+        if validate_args and soft.numel() and _has_negative(soft):
             raise ValueError(
                 f"soft {target_name} must be non-negative (a distribution over classes)"
             )
@@ -132,6 +132,13 @@ def prepare_classification(
     return ClassificationBatch(logits, safe, valid, None, out_shape, num_classes)
 
 
+def _has_negative(x: Tensor) -> bool:
+    # One reduction, no [M, C] boolean temporary; `amin` propagates a NaN, which could hide a
+    # negative entry elsewhere, so only then the elementwise test.
+    low = x.amin()
+    return bool(low < 0) or (bool(low.isnan()) and bool((x < 0).any()))
+
+
 class _TargetLogProb(torch.autograd.Function):
     """``(log_softmax(z)[y], softmax(z))`` for ``ClassificationBatch.log_p_target``.
 
@@ -140,11 +147,18 @@ class _TargetLogProb(torch.autograd.Function):
     probabilities are returned as a second output and saved for backward, so the backward
     (``g (e_y - p)``, plus softmax's own backward for a gradient reaching ``p``) is itself made
     of differentiable ops on a graph output: ``create_graph=True`` gives correct higher-order
-    gradients without saving the logits.
+    gradients without saving the logits. `keep` (optional, `[M]` bool): rows outside it get
+    exactly zero gradient (see the forward's comment for how, cheaply).
     """
 
     @staticmethod
-    def forward(ctx: Any, logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        ctx: Any,
+        logits: Tensor,
+        target: Tensor,
+        keep: Tensor | None = None,
+        may_sync: bool = False,
+    ) -> tuple[Tensor, Tensor]:
         p = logits.softmax(-1)
         # Two value-only reductions: ~3x cheaper on CPU than one `max` that returns indices.
         z_max = logits.amax(-1, keepdim=True)
@@ -152,14 +166,30 @@ class _TargetLogProb(torch.autograd.Function):
         log_p_y = (logits.gather(-1, target[:, None]) - z_max).add_(p_max.log_()).squeeze(-1)
         ctx.save_for_backward(p, target)
         ctx.set_materialize_grads(False)
+        ctx.keep = keep
+        if keep is not None:
+            # Rows outside `keep` get exactly zero gradient, even with NaN/inf logits. A row's
+            # probabilities are NaN only when its largest logit is not finite, and then all of
+            # them: an in-place `nan_to_num_` of p (cheaper than a `torch.where` over the
+            # gradient, which reads two [M, C] tensors and writes a third) clears those rows and
+            # the backward gives ignored rows a zero coefficient. A kept row with NaN
+            # probabilities keeps a NaN gradient, as `F.cross_entropy` gives it. With host syncs
+            # allowed (`may_sync`), the pass runs only when an ignored row is not finite;
+            # without, always (no data-dependent branch: one graph under torch.compile).
+            ctx.finite_row = ~p[:, 0].isnan()
+            if not may_sync or bool((~(ctx.finite_row | keep)).any()):
+                p.nan_to_num_(0.0)  # softmax never returns ±inf: this only clears NaN rows
         return log_p_y, p
 
     @staticmethod
     def backward(
         ctx: Any, grad: Tensor | None, grad_p: Tensor | None
-    ) -> tuple[Tensor | None, None]:
+    ) -> tuple[Tensor | None, None, None, None]:
         p, target = ctx.saved_tensors
         out = None
+        if grad is not None and ctx.keep is not None:
+            nan = torch.full((), float("nan"), dtype=grad.dtype, device=grad.device)
+            grad = torch.where(ctx.keep, torch.where(ctx.finite_row, grad, nan), 0.0)
         if grad is not None:
             if torch.is_grad_enabled():  # create_graph=True: differentiable ops on the output p
                 out = (p * -grad[:, None]).scatter_add(-1, target[:, None], grad[:, None])
@@ -169,7 +199,7 @@ class _TargetLogProb(torch.autograd.Function):
         if grad_p is not None:  # only under double backward: softmax's backward
             soft = p * (grad_p - (grad_p * p).sum(-1, keepdim=True))
             out = soft if out is None else out + soft
-        return out, None
+        return out, None, None, None
 
 
 class _ZeroGradRows(torch.autograd.Function):

@@ -49,6 +49,18 @@ def test_dual_focal_matches_official_loop(dtype, gamma):
     )
 
 
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 5.0])
+def test_dual_focal_fused_gradient_gradcheck_and_double_backward(gamma):
+    # The fused backward (one multiply of p plus two scatters) against finite differences, and
+    # create_graph=True (which differentiates the textbook expression) against them too.
+    x = randn(10, 6, dtype=torch.float64).requires_grad_()
+    y = randint(6, 10)
+    for reduction in ("none", "mean"):
+        fn = lambda z, r=reduction: LF.dual_focal_loss(z, y, gamma=gamma, reduction=r)  # noqa: E731
+        assert torch.autograd.gradcheck(fn, (x,))
+        assert torch.autograd.gradgradcheck(fn, (x,))
+
+
 def test_dual_focal_uses_next_probability_below_target_not_top_non_target():
     # p ∝ (4, 2, 1): with y = 1 the official p_j is p_2 (1/7), not the larger p_0 (4/7).
     z = torch.log(torch.tensor([[4.0, 2.0, 1.0]], dtype=torch.float64))

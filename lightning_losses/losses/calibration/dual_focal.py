@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_losses.losses._classification import ClassificationBatch, prepare_classification
+from lightning_losses.losses._classification import _TargetLogProb, prepare_classification
 from lightning_losses.losses._reduction import reduce_loss
 from lightning_losses.losses.base import InputKind, Loss
 from lightning_losses.registry import register_loss
@@ -29,17 +29,65 @@ def _check_dual_focal_args(*, gamma: Any, ignore_index: Any) -> dict[str, Any]:
     }
 
 
-def _dual_focal_rows(batch: ClassificationBatch, gamma: float) -> Tensor:
-    log_p = batch.log_probs()
+def _dual_focal_expr(logits: Tensor, target: Tensor, gamma: float) -> Tensor:
+    # The textbook rows through autograd: the twice-differentiable path (create_graph=True).
+    log_p = logits.log_softmax(-1)
     p = log_p.exp()
-    log_p_y = batch.log_p_target()
-    p_y = batch.at_target(p)
-    # Official masking: only probabilities strictly smaller than p_y compete (p_j = 0 if none).
-    below = p < p_y[:, None]
-    # max(dim) keeps only the arg-max indices for backward (amax would save a [M, C] copy).
-    p_j = torch.where(below, p, torch.zeros((), dtype=p.dtype, device=p.device)).max(-1).values
-    base = (-torch.expm1(log_p_y) + p_j).clamp_min(0)  # 1 - p_y + p_j ∈ [0, 2]
-    return -base.pow(gamma) * log_p_y
+    log_p_y = log_p.gather(-1, target[:, None]).squeeze(-1)
+    p_y = p.gather(-1, target[:, None])
+    zero = torch.zeros((), dtype=p.dtype, device=p.device)
+    p_j = torch.where(p < p_y, p, zero).max(-1).values
+    return -(p_j - torch.expm1(log_p_y)).clamp_min(0).pow(gamma) * log_p_y
+
+
+class _DualFocal(torch.autograd.Function):
+    r"""Rows $-(1 - p_y + p_j)^\gamma \log p_y$ `[M]`, value and gradient from one `softmax`.
+
+    Forward: `_TargetLogProb`'s `softmax` pass gives $p$ and $\log p_y$ (exact where $p_y$
+    underflows), then one masked row maximum gives $p_j$ and its index $j$. With
+    $b = 1 - p_y + p_j$ and $L = \log p_y$, the gradient w.r.t. the logits is
+    $A\,(e_y - p) + D\,(e_j - p)$, $A = \gamma b^{\gamma-1} L p_y - b^\gamma$,
+    $D = -\gamma b^{\gamma-1} L p_j$: the backward is one multiply of the saved $p$ plus two
+    scatters (autograd's graph of the expression keeps $\log p$, $p$ and the boolean mask, and
+    runs some eight `[M, C]` passes in backward). Under `create_graph=True` the
+    backward differentiates the expression instead (autograd's cost, only then).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, target: Tensor, gamma: float) -> Tensor:
+        log_p_y, p = _TargetLogProb.apply(logits, target)
+        # p_y read from p itself: exp(log p_y) may differ in the last bit and let y compete.
+        p_y = p.gather(-1, target[:, None]).squeeze(-1)
+        # Official masking: only probabilities strictly smaller than p_y compete (p_j = 0 if none).
+        zero = torch.zeros((), dtype=p.dtype, device=p.device)
+        p_j, j = torch.where(p < p_y[:, None], p, zero).max(-1)
+        b_raw = p_j - torch.expm1(log_p_y)  # 1 - p_y + p_j ∈ [0, 2]
+        b = b_raw.clamp_min(0)
+        b_pow = b.pow(gamma)
+        ctx.save_for_backward(logits, target, p, j, log_p_y, p_y, p_j, b, b_raw >= 0)
+        ctx.gamma = gamma
+        return -b_pow * log_p_y
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None]:
+        logits, target, p, j, log_p_y, p_y, p_j, b, b_kept = ctx.saved_tensors
+        gamma = ctx.gamma
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
+            with torch.enable_grad():
+                out = _dual_focal_expr(logits, target, gamma)
+            (g,) = torch.autograd.grad(out, logits, grad, create_graph=True)
+            return g, None, None
+        # dℓ/db = -γ b^(γ-1) L (0 through the clamp, and 0 at γ = 0 where b^(γ-1) may be inf).
+        if gamma == 0.0:
+            d_b = torch.zeros_like(b)
+        else:
+            d_b = b.pow(gamma - 1.0).mul_(log_p_y).mul_(-gamma) * b_kept
+        a = (d_b * p_y).neg_().sub_(b.pow(gamma)).mul_(grad)  # coefficient of e_y - p
+        d = (d_b * p_j).mul_(grad)  # coefficient of e_j - p
+        out = p * (a + d).neg_()[:, None]
+        out.scatter_add_(-1, target[:, None], a[:, None])
+        out.scatter_add_(-1, j[:, None], d[:, None])
+        return out, None, None
 
 
 def dual_focal_loss(
@@ -89,7 +137,7 @@ def dual_focal_loss(
         allow_soft=False,
         validate_args=validate_args,
     )
-    rows = _dual_focal_rows(batch, hp["gamma"])
+    rows = _DualFocal.apply(batch.logits, batch.target, hp["gamma"])
     return reduce_loss(rows, reduction, valid=batch.valid, out_shape=batch.out_shape)
 
 

@@ -12,7 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lightning_losses.losses._classification import ClassificationBatch, prepare_classification
+from lightning_losses.losses._classification import (
+    ClassificationBatch,
+    _TargetLogProb,
+    prepare_classification,
+)
+from lightning_losses.losses._numerics import upcast
 from lightning_losses.losses._reduction import reduce_loss
 from lightning_losses.losses.base import InputKind, Loss
 from lightning_losses.registry import register_loss
@@ -69,6 +74,45 @@ def cross_entropy_rows(
     return batch, w, rows, den
 
 
+def _hard_target_ce(
+    input: Tensor,
+    target: Tensor,
+    *,
+    weight: Tensor | None,
+    ignore_index: int | None,
+    reduction: str,
+    validate_args: bool,
+) -> Tensor:
+    """CE of ``[N, C]`` logits and class indices from one ``softmax`` pass (no smoothing).
+
+    The same ``[N, C]`` work as `F.cross_entropy` (``softmax`` plus two value-only row maxima
+    instead of ``log_softmax``; a one-multiply backward instead of a zero fill plus
+    ``log_softmax``'s backward) in two ``[N, C]`` buffers per step instead of three, and the
+    ignored rows' zero gradient comes from `_TargetLogProb`'s `keep`, not from a ``torch.where``
+    over the whole gradient.
+    """
+    # prepare_classification only validates and flattens here (it gets the logits detached, so it
+    # adds no gradient mask of its own); the differentiable logits are the same [N, C] view.
+    logits = upcast(input)
+    batch = prepare_classification(
+        logits.detach(), target, ignore_index=ignore_index, validate_args=validate_args
+    )
+    w = check_class_weight(weight, batch.num_classes, logits, validate_args=validate_args)
+    # Rows may be ignored: always without the data checks (no host sync), and with them only if
+    # one is (a read of the [N] mask prepare_classification built; the checks sync anyway).
+    maybe_ignored = ignore_index is not None and (not validate_args or not bool(batch.valid.all()))
+    if not maybe_ignored:
+        log_p_y, _ = _TargetLogProb.apply(logits, batch.target)
+    else:
+        log_p_y, _ = _TargetLogProb.apply(logits, batch.target, batch.valid, validate_args)
+    if w is None:
+        return reduce_loss(-log_p_y, reduction, valid=batch.valid, out_shape=batch.out_shape)
+    w_y = w.gather(0, batch.target)
+    return reduce_loss(
+        -log_p_y * w_y, reduction, valid=batch.valid, weight=w_y, out_shape=batch.out_shape
+    )
+
+
 def cross_entropy(
     input: Tensor,
     target: Tensor,
@@ -112,6 +156,16 @@ def cross_entropy(
     hp = _check_cross_entropy_args(
         weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing
     )
+    if input.ndim == 2 and not target.is_floating_point() and hp["label_smoothing"] == 0.0:
+        # The common case, [N, C] logits and class indices, on the fused path.
+        return _hard_target_ce(
+            input,
+            target,
+            weight=hp["weight"],
+            ignore_index=hp["ignore_index"],
+            reduction=reduction,
+            validate_args=validate_args,
+        )
     if reduction == "none":
         batch, _, rows, _ = cross_entropy_rows(input, target, **hp, validate_args=validate_args)
         return reduce_loss(rows, reduction, valid=batch.valid, out_shape=batch.out_shape)
