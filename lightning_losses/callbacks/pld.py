@@ -422,8 +422,11 @@ class PLDResampling(BehaviourCallback):
             value = (total / max(self._counts[name], 1)).float()
             pl_module.log(f"pld/{name}", value, on_step=False, on_epoch=True, sync_dist=True)
             record[name] = float(value)
-        self.history.append(record)
-        self._reset_stats()
+        # `fit` stopped by `max_steps` inside the epoch also lands here: keep the sums (and the
+        # history) for the rest of the epoch, so a checkpoint written after the stop resumes them.
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            self.history.append(record)
+            self._reset_stats()
 
     # ------------------------------------------------------------------------- state
     @override

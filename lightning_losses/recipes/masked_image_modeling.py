@@ -76,10 +76,25 @@ def linear_probe_accuracy(
     l2 = check_number("l2", l2, low=0.0)
     num_classes = check_int("num_classes", num_classes, low=1)
     max_iter = check_int("max_iter", max_iter, low=1)
-    xtr, xev = train_x.detach().double().cpu(), eval_x.detach().double().cpu()
+    # `trainer.validate` runs under inference mode, where no graph is recorded: leave it, and
+    # clone the features (an inference tensor cannot be saved for backward).
+    with torch.inference_mode(False), torch.enable_grad():
+        return _fit_linear_probe(
+            train_x.detach().double().cpu().clone(),
+            train_y.detach().long().cpu().clone(),
+            eval_x.detach().double().cpu().clone(),
+            eval_y.detach().long().cpu().clone(),
+            num_classes,
+            l2,
+            max_iter,
+        )
+
+
+def _fit_linear_probe(
+    xtr: Tensor, ytr: Tensor, xev: Tensor, yev: Tensor, num_classes: int, l2: float, max_iter: int
+) -> float:
     mean, std = xtr.mean(0), xtr.std(0).clamp_min(1e-6)
     xtr, xev = (xtr - mean) / std, (xev - mean) / std
-    ytr = train_y.detach().long().cpu()
     weight = torch.zeros(xtr.shape[1], num_classes, dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe")
@@ -90,10 +105,10 @@ def linear_probe_accuracy(
         loss.backward()
         return loss
 
-    with torch.enable_grad():
-        opt.step(closure)
-    pred = (xev @ weight + bias).argmax(1)
-    return float((pred == eval_y.detach().long().cpu()).double().mean())
+    opt.step(closure)
+    with torch.no_grad():
+        pred = (xev @ weight + bias).argmax(1)
+    return float((pred == yev).double().mean())
 
 
 class MaskedImageModeling(OptimizerMixin, LossMixin, LightningModule):

@@ -66,6 +66,18 @@ def test_linear_probe_separable_and_random_labels():
     assert linear_probe_accuracy(noise[:200], labels[:200], noise[200:], labels[200:], 4) < 0.4
 
 
+def test_linear_probe_runs_under_inference_mode_like_trainer_validate():
+    # `trainer.validate`/`test` run the evaluation hooks under torch.inference_mode().
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(200) % 4
+    x = torch.randn(200, 8, generator=g) + 4 * torch.nn.functional.one_hot(y, 8).float()
+    expected = linear_probe_accuracy(x[:100], y[:100], x[100:], y[100:], 4)
+    with torch.inference_mode():
+        xi, yi = x.clone(), y.clone()  # inference tensors, as the probe's features are there
+        assert linear_probe_accuracy(xi[:100], yi[:100], xi[100:], yi[100:], 4) == expected
+        assert torch.is_inference_mode_enabled()  # the mode is restored
+
+
 def test_strokes_ink_masks_labels_and_determinism():
     s = synthetic_strokes(256, 28, seed=0)
     assert torch.equal(s.ink, s.images > 0.1) and s.images.min() >= 0 and s.images.max() <= 1

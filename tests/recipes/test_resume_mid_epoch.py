@@ -382,11 +382,10 @@ def _recsys_case() -> Case:
 
 
 def test_recsys_with_pld(tmp_path):
-    case = _recsys_case()
-    # A preempted run: PLDResampling empties its epoch sums in `on_train_epoch_end`, which
-    # Lightning also calls when `fit` stops at `max_steps` mid-epoch, so a file written after
-    # such a stop would resume that epoch's `pld/*` means from zero.
-    check_case(case, tmp_path, via="model_checkpoint", **LIMITED)
+    # Written after `fit` stopped at `max_steps` mid-epoch (Lightning calls `on_train_epoch_end`
+    # there too: PLDResampling keeps that epoch's sums) and from a preempted run's own file.
+    check_case(_recsys_case(), tmp_path / "stop", **LIMITED)
+    check_case(_recsys_case(), tmp_path / "preempted", via="model_checkpoint", **LIMITED)
 
 
 def _preference_case() -> Case:
