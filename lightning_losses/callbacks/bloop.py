@@ -40,9 +40,10 @@ How the gradients are obtained (per micro-batch, then once per optimizer step):
 The parameters are those the optimizers step (`callbacks.base.trained_parameters`): under FSDP2,
 `module.parameters()` lists the all-gathered copies of a module that is not resharded after
 forward (the root, by default) until its backward ends, and those copies get no reduced gradient.
-The main backward seeds the aux objectives with zero: a parameter that only they reach (a loss
-predictor) gets a zero main gradient, so its direction is $\lambda h$ (its $m$ is 0) and DDP's
-reducer sees it used.
+When the aux objectives reach a parameter the main objective does not (a loss predictor; found
+once, from the first step's autograd graph, and always assumed under FSDP2), the main backward
+seeds them with zero: that parameter gets a zero main gradient, so its direction is
+$\lambda h$ (its $m$ is 0) and DDP's reducer sees it used.
 
 State: $m$ is stored in the optimizer state (`optimizer.state[p]["bloop_ema"]`, a sharded
 DTensor under FSDP2): it has the parameter's shape and sharding, so optimizer checkpointing saves
@@ -164,6 +165,23 @@ def projection_coefficients(
         tensor(0.5000)
     """
     return _coefficients(*_check_hm(h, ema), scope=scope, eps=eps, reduce_fn=reduce_fn)[0]
+
+
+def _graph_leaves(root: Tensor) -> set[int]:
+    """`id`s of the leaf tensors (parameters) the autograd graph of `root` accumulates into."""
+    leaves: set[int] = set()
+    seen: set[Any] = set()
+    stack = [root.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)  # an AccumulateGrad node
+        if variable is not None:
+            leaves.add(id(variable))
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return leaves
 
 
 def _check_hm(h: TensorOrList, ema: TensorOrList) -> tuple[list[Tensor], list[Tensor]]:
@@ -386,6 +404,7 @@ class EMAGradientProjection(BehaviourCallback):
         self._hooked: set[int] = set()
         self._pending: list[tuple[Tensor, Tensor]] = []
         self._warned_non_finite = False
+        self._aux_only: bool | None = None  # do the aux objectives reach a parameter main misses?
 
     # -- GradientHandler protocol ----------------------------------------------------------
     def _split(self, main: Tensor, aux: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
@@ -462,15 +481,26 @@ class EMAGradientProjection(BehaviourCallback):
                     for buf, p in zip(bufs, params, strict=True):
                         if p.grad is not None:
                             buf.add_(_local(p.grad).float(), alpha=inv_scale)
+                # Whether the main objective misses a parameter the aux objectives reach is
+                # not visible in a DTensor graph (its leaves are the all-gathered copies).
+                self._aux_only = True
             else:
                 grads = torch.autograd.grad(aux_total, params, retain_graph=True, allow_unused=True)
                 for buf, grad in zip(bufs, grads, strict=True):
                     if grad is not None:
                         buf.add_(grad.float(), alpha=inv_scale)
+                if self._aux_only is None:  # decided once, from the first step's graph
+                    reached = _graph_leaves(main)
+                    self._aux_only = any(
+                        g is not None and id(p) not in reached
+                        for p, g in zip(params, grads, strict=True)
+                    )
             self._have_aux = True
-            # The aux objectives ride along with a zero seed: a parameter only they reach (a
-            # loss predictor) gets a zero main gradient, so the projection applies to it
-            # (direction λh) and DDP's reducer sees it used.
+        if self._aux_only and aux_total.requires_grad:
+            # A parameter only the aux objectives reach (a loss predictor) gets a zero main
+            # gradient from a zero seed on them, so the projection applies to it (direction
+            # λh) and DDP's reducer sees it used. Only then: the seed costs a second pass
+            # through the aux graph.
             torch.autograd.backward(
                 [main, aux_total], [torch.ones_like(main), torch.zeros_like(aux_total)]
             )

@@ -239,11 +239,24 @@ def _gap(a, b):
     return max((a[k].double() - b[k].double()).abs().max().item() for k in b)
 
 
+class _AuxOnlySpy(EMAGradientProjection):
+    """Records, at every step, whether the aux objectives were found to reach a parameter alone."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.aux_only = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self.aux_only.append(self._aux_only)
+        super().on_before_optimizer_step(trainer, pl_module, optimizer)
+
+
 def test_callback_matches_float64_reference():
-    cb = EMAGradientProjection(ema=0.3, lbda=0.5)
+    cb = _AuxOnlySpy(ema=0.3, lbda=0.5)
     _, params = _fit(Model(), [cb], log_every_n_steps=1)
     _close(params, _reference(0.3, 0.5))
     assert cb.steps == STEPS
+    assert cb.aux_only == [False] * STEPS  # main reaches every parameter: a plain main backward
     # The EMA is in the optimizer state, one tensor per parameter.
     assert set(cb.last_stats) == {"coef", "cos", "ema_norm", "aux_grad_norm"}
     assert -1.0 <= float(cb.last_stats["cos"]) <= 1.0
@@ -288,7 +301,9 @@ def test_a_parameter_only_the_aux_objective_reaches_is_trained_by_lambda_h():
 
     for scope in ("global", "per_tensor"):
         model = Predictor()
-        _fit(model, [EMAGradientProjection(ema=0.3, lbda=0.5, scope=scope)], max_steps=1)
+        cb = _AuxOnlySpy(ema=0.3, lbda=0.5, scope=scope)
+        _fit(model, [cb], max_steps=1)
+        assert cb.aux_only == [True]  # found in the graph: the zero-seeded backward is used
         x, _ = _data()
         r = _init_net()(x[:B]).detach().double().square().mean()
         h = 2 * (2.0 * r - 1.0) * r  # d/ds (s r - 1)^2 at s = 2
