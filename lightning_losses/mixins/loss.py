@@ -671,8 +671,9 @@ class LossMixin(EpochMetricsMixin):
 
         `{stage}/loss` is always the total objective, the same quantity with or without a
         gradient handler attached; `{stage}/loss_main` (logged when there are aux objectives) is
-        the main objective alone. Training logs per step and per epoch, evaluation per epoch with
-        `sync_dist`.
+        the main objective alone. Training logs per step and per epoch, evaluation per epoch;
+        every entry with `sync_dist`, so under DDP/FSDP the logged values (step and epoch) are
+        the means over the ranks, not rank 0's own (one scalar all-reduce per entry and step).
 
         Args:
             output: what `compute_loss` returned.
@@ -684,7 +685,7 @@ class LossMixin(EpochMetricsMixin):
             "on_step": on_step,
             "on_epoch": True,
             "batch_size": batch_size,
-            "sync_dist": not on_step,
+            "sync_dist": True,
         }
         entries = [(f"{stage}/loss", output.loss, {"prog_bar": True})]
         if output.aux and output.main is not None:

@@ -178,7 +178,7 @@ class PreferenceLM(OptimizerMixin, LossMixin, LightningModule):
                     on_step=on_step,
                     on_epoch=True,
                     batch_size=int(pc.shape[0]),
-                    sync_dist=not on_step,
+                    sync_dist=True,  # the mean over the ranks, like LossMixin's entries
                     prog_bar=name == "rewards/margins",
                 )
         return out

@@ -7,8 +7,9 @@ streams differ and only a per-rank restore of the random states resumes exactly.
 (map-style loader, which Lightning re-creates around a `DistributedSamplerWrapper`; a schedule
 that reads `estimated_stepping_batches`) resumes from its own `ModelCheckpoint` file; the recsys
 run (iterable, rank-sharded loader; PLD) from `trainer.save_checkpoint` after `max_steps`.
-Every rank records what it logged: `train/loss` is logged without `sync_dist`, so its epoch mean
-is each rank's own, and only a per-rank restore of the epoch accumulators reproduces it.
+Every rank records what it logged: the losses are means over the ranks (`sync_dist`), and
+`rank_probe` (logged here without `sync_dist`) is each rank's own epoch mean, which only a
+per-rank restore of the epoch accumulators reproduces.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ class RankSeed(Callback):
 
     def setup(self, trainer, pl_module, stage):
         torch.manual_seed(100 + trainer.global_rank)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        # An unsynced per-rank epoch mean: only each rank's own accumulators restore it.
+        probe = torch.tensor(100.0 * trainer.global_rank + batch_idx)
+        pl_module.log("rank_probe", probe, on_step=False, on_epoch=True, batch_size=1)
 
 
 def nlp_case(out: Path) -> Case:

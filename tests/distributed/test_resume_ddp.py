@@ -4,8 +4,8 @@ Each rank's resumed run trains on exactly the batches that rank saw after step `
 full run and ends with the full run's weights: the loader position survives Lightning's
 `DistributedSamplerWrapper` and the rank sharding, and each rank gets its own random states back
 (the worker gives the ranks different dropout streams). Each rank also logs what the full run
-logged after step `STOP`, its own epoch means of the interrupted epoch included (each rank's
-accumulators travel in the checkpoint).
+logged after step `STOP`, the epoch means of the interrupted epoch included (each rank's
+accumulators travel in the checkpoint: the synced losses need both, an unsynced probe its own).
 """
 
 from __future__ import annotations
@@ -42,9 +42,21 @@ def test_ddp_mid_epoch_resume_matches_the_full_run_on_every_rank(tmp_path):
         )
         for name, value in ranks[0][recipe]["resumed"]["weights"].items():
             torch.testing.assert_close(ranks[1][recipe]["resumed"]["weights"][name], value)
-        # The ranks' unsynced epoch means differ: each rank restored its own accumulators.
+        # The logged losses are the means over the ranks (`sync_dist`): every rank logs the same
+        # values, so the resumed epoch mean above needed both ranks' own accumulators back.
         epoch_means = [
-            [r for _, r in out[recipe]["full"]["rows"] if "train/loss_epoch" in r] for out in ranks
+            [
+                r["train/loss_epoch"]
+                for _, r in out[recipe]["resumed"]["rows"]
+                if "train/loss_epoch" in r
+            ]
+            for out in ranks
         ]
-        assert epoch_means[0] != epoch_means[1], recipe
+        assert epoch_means[0] and epoch_means[0] == epoch_means[1], recipe
+        # The unsynced per-rank probe differs by rank: each rank got its own accumulators back.
+        probes = [
+            [r["rank_probe"] for _, r in out[recipe]["resumed"]["rows"] if "rank_probe" in r]
+            for out in ranks
+        ]
+        assert probes[0] and probes[0] != probes[1], recipe
     assert ranks[0]["recsys"]["part"]["batches"] == ranks[0]["recsys"]["full"]["batches"][:STOP]
