@@ -115,3 +115,7 @@ def main(out: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1])
+    # Shut gloo down before exit: left to interpreter teardown it can abort the process
+    # ("terminate called without an active exception") after the work is done.
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()

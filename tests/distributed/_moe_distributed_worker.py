@@ -99,6 +99,9 @@ def run(rank: int, out: str) -> None:
         "fsdp": _fit(ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1)),
     }
     torch.save(result, f"{out}.rank{rank}")
+    # Shut gloo down before exit: left to interpreter teardown it can abort the process.
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
