@@ -27,6 +27,8 @@ from tests.recipes.test_resume_mid_epoch import (
     STOP,
     TOTAL,
     Case,
+    _causal_lm_case,
+    _recsys_case,
     fit,
 )
 
@@ -45,18 +47,10 @@ class RankSeed(Callback):
 
 def nlp_case(out: Path) -> Case:
     from lightning_losses.data.text import TextDataModule
-    from lightning_losses.recipes.nlp import CausalLM
 
+    # The single-process case's model; more documents, so each rank has batches to resume into.
     return Case(
-        lambda: CausalLM(
-            vocab_size=300,
-            hidden_size=16,
-            num_layers=1,
-            num_heads=2,
-            max_position_embeddings=16,
-            model_config={"attention_dropout": 0.2},
-            warmup_steps=3,
-        ),
+        _causal_lm_case().model,
         lambda _: TextDataModule(
             num_docs=200, block_size=16, vocab_size=300, batch_size=4, tokenizer_dir=str(out)
         ),
@@ -64,17 +58,17 @@ def nlp_case(out: Path) -> Case:
     )
 
 
-def recsys_case(out: Path) -> Case:
-    from lightning_losses.callbacks import PLDResampling
+def recsys_case() -> Case:
     from lightning_losses.data.interactions import InteractionDataModule
-    from lightning_losses.recipes.recsys import RecsysModule
 
+    # The single-process case (PLD), 16 rows per rank: 32 over the two, as that case has.
+    case = _recsys_case()
     return Case(
-        lambda: RecsysModule(pld_inline=False),
+        case.model,
         lambda _: InteractionDataModule(
             num_users=30, num_items=90, positives_per_user=10, batch_size=16, pool_size=3
         ),
-        lambda: [RankSeed(), PLDResampling(temperature=0.5, seed=0)],
+        lambda: [RankSeed(), *case.callbacks()],
     )
 
 
@@ -102,7 +96,7 @@ def main(out: Path) -> None:
     resumed = fit(nlp, out / "nlp_resumed", TOTAL, ckpt_path=ckpt, **ddp, **BY_EPOCHS)
     results["nlp"] = {"full": record(full), "resumed": record(resumed)}
 
-    recsys = recsys_case(out)
+    recsys = recsys_case()
     full = fit(recsys, out / "rec_full", TOTAL, **ddp)
     stop_ckpt = out / "rec_stop.ckpt"
     part = fit(recsys, out / "rec_part", STOP, save=stop_ckpt, **ddp)
