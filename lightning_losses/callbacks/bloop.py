@@ -481,9 +481,6 @@ class EMAGradientProjection(BehaviourCallback):
                     for buf, p in zip(bufs, params, strict=True):
                         if p.grad is not None:
                             buf.add_(_local(p.grad).float(), alpha=inv_scale)
-                # Whether the main objective misses a parameter the aux objectives reach is
-                # not visible in a DTensor graph (its leaves are the all-gathered copies).
-                self._aux_only = True
             else:
                 grads = torch.autograd.grad(aux_total, params, retain_graph=True, allow_unused=True)
                 for buf, grad in zip(bufs, grads, strict=True):
@@ -496,7 +493,9 @@ class EMAGradientProjection(BehaviourCallback):
                         for p, g in zip(params, grads, strict=True)
                     )
             self._have_aux = True
-        if self._aux_only and aux_total.requires_grad:
+        # Under FSDP2 the graph's leaves are the all-gathered copies, so whether the main
+        # objective misses a parameter the aux objectives reach is not known: always seed there.
+        if (self._sharded or self._aux_only) and aux_total.requires_grad:
             # A parameter only the aux objectives reach (a loss predictor) gets a zero main
             # gradient from a zero seed on them, so the projection applies to it (direction
             # λh) and DDP's reducer sees it used. Only then: the seed costs a second pass
