@@ -962,9 +962,10 @@ def markdown(rows: list[dict], meta: dict, skipped: list[str] = ()) -> str:
         ),
         *(
             f"Re-measured on {m['date']} (`--only ... --merge`, {m['repeats']} repeats, "
-            f"{m['machine']}), the rest of the table as before: "
+            f"{m['machine']}): "
             + ", ".join(f"`{n}`" for n in m["rows"])
-            + ". Each row's JSON entry has the date it was measured (`measured`)."
+            + "; the other rows as before. Each row's JSON entry has the date it was measured "
+            "(`measured`)."
             for m in meta.get("remeasured", [])
         ),
         *([""] if meta.get("remeasured") else []),
